@@ -1,0 +1,65 @@
+"""The ``automl`` command line.
+
+Each command group lives in its own module and registers itself on :data:`app` when imported; this
+module only wires them together and turns :class:`~automl.errors.AutomlError` into one line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="automl",
+    help="Hyperparameter search for TAO-style models: compile train schemas, run searches, train plainly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+@app.callback()
+def _root() -> None:
+    """Hyperparameter search for TAO-style models."""
+
+
+# Modules that add commands to `app`. Add yours here (one line) when you create it.
+COMMAND_MODULES = (
+    "automl.cli.models",
+)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from automl.errors import AutomlError
+
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except AutomlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if os.environ.get("AUTOML_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set AUTOML_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)

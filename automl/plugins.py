@@ -1,0 +1,148 @@
+"""The trainer plugin contract and its registry.
+
+A trainer is a :class:`TrainerPlugin` registered by name, like a timm model: in-tree trainers and
+separately installed packages declare an entry point in the group ``automl.trainers`` that points at
+a plugin instance (or a zero-argument factory). Tests and notebooks can also call :func:`register`.
+
+The controller knows nothing about any model: it reads the plugin's schema, samples a trial config,
+writes it into the plugin's base spec and calls :meth:`TrainerPlugin.train` in a worker process.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from automl.errors import AutomlError, did_you_mean
+from automl.reporting import Reporter
+
+ENTRY_POINT_GROUP = "automl.trainers"
+ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The metric a search optimises, e.g. ``Monitor("val Precision at Rank 1", "max")``."""
+
+    metric: str
+    mode: Literal["max", "min"]
+
+    @property
+    def direction(self) -> str:  # Optuna's spelling
+        return "maximize" if self.mode == "max" else "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+
+class TrainerPlugin(abc.ABC):
+    """One model's trainer. Subclasses set the class attributes and implement the actions.
+
+    Every action takes the resolved spec (a nested dict in the TAO layout) and a results directory,
+    writes its outputs there, and returns a JSON-serialisable dict of results (also written to
+    ``<results_dir>/<action>.json`` by the caller).
+
+    ``train`` must:
+      * call ``reporter.report(epoch, metrics, checkpoint)`` after each validation, where ``metrics``
+        contains ``monitor.metric``, and stop cleanly when ``reporter.should_stop()``;
+      * honour ``train.num_epochs`` as the schedule horizon, and ``max_epochs`` (if given) as the
+        epoch after which to stop this run: multi-fidelity search pauses a trial at a rung and
+        resumes it later from ``train.resume_training_checkpoint_path`` with a larger ``max_epochs``,
+        so the learning-rate schedule must not depend on ``max_epochs``;
+      * save ``<results_dir>/checkpoints/best.ckpt`` (best epoch by the monitor) and ``last.ckpt``,
+        loadable with ``torch.load(weights_only=True)``;
+      * return at least ``{"best_value", "best_epoch", "best_checkpoint", "last_checkpoint",
+        "epochs_run"}``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    monitor: ClassVar[Monitor]
+    #: other metrics the trainer reports, for objectives such as ``latency_ms:min``
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    # -- metadata -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def schema_path(self) -> Path:
+        """The train schema in TAO's dialect (``search_spaces/<name>.train.schema.json``)."""
+
+    @abc.abstractmethod
+    def spec_template(self, action: str = "train") -> Path:
+        """The default spec YAML for an action."""
+
+    def demo_data(self, out_dir: Path, seed: int = 0) -> dict[str, Any]:
+        """Generate (or locate) a small demo dataset and return the dotted spec keys that point at it.
+
+        The search runs on this when the user gives no data.
+        """
+        raise AutomlError(f"model '{self.name}' has no demo dataset; pass --data or dataset keys")
+
+    # -- actions --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def train(
+        self,
+        spec: Mapping[str, Any],
+        results_dir: Path,
+        reporter: Reporter | None = None,
+        max_epochs: int | None = None,
+    ) -> dict[str, Any]: ...
+
+    def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        raise AutomlError(f"model '{self.name}' has no evaluate action")
+
+    def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        raise AutomlError(f"model '{self.name}' has no inference action")
+
+    def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        raise AutomlError(f"model '{self.name}' has no export action")
+
+    def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        raise AutomlError(f"model '{self.name}' has no gen_trt_engine action")
+
+    def run_action(self, action: str, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        if action not in ACTIONS:
+            raise AutomlError(f"unknown action '{action}'; allowed: {', '.join(ACTIONS)}")
+        return getattr(self, action)(spec, results_dir)
+
+
+_registered: dict[str, TrainerPlugin | Callable[[], TrainerPlugin]] = {}
+_loaded: dict[str, TrainerPlugin] = {}
+
+
+def register(plugin: TrainerPlugin | Callable[[], TrainerPlugin], name: str | None = None) -> None:
+    """Register a plugin in this process (entry points are found without this)."""
+    key = name or plugin.name  # type: ignore[union-attr]
+    _registered[key] = plugin
+    _loaded.pop(key, None)
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    return sorted(set(_entry_points()) | set(_registered))
+
+
+def get_trainer(name: str) -> TrainerPlugin:
+    if name in _loaded:
+        return _loaded[name]
+    if name in _registered:
+        obj = _registered[name]
+    else:
+        eps = _entry_points()
+        if name not in eps:
+            names = available()
+            raise AutomlError(
+                f"unknown model '{name}'{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
+            )
+        obj = eps[name].load()
+    plugin = obj() if callable(obj) and not isinstance(obj, TrainerPlugin) else obj
+    if not isinstance(plugin, TrainerPlugin):
+        raise AutomlError(f"trainer '{name}' does not provide a TrainerPlugin (got {type(plugin).__name__})")
+    _loaded[name] = plugin
+    return plugin

@@ -1,0 +1,110 @@
+"""Specs: nested YAML dictionaries in TAO's layout, with dotted ``key=value`` overrides.
+
+The data path is ``schema -> space -> trial config -> trainer``: a trial config is a flat mapping of
+dotted names to values, and :func:`apply_config` writes it into a copy of the base spec.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import SpecError
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def dump_yaml(spec: Mapping[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(_plain(spec), sort_keys=False))
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """Convert tuples and numpy scalars so that YAML and JSON writers accept them."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` with YAML's scalar rules (``1e-3``, ``[1,2]``, ``true``)."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["train.num_epochs=3", "model.backbone=resnet_50"]`` into a flat dotted mapping."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"override '{item}': expected KEY=VALUE, e.g. train.num_epochs=3")
+        out[key] = parse_value(value.strip())
+    return out
+
+
+def get_dotted(spec: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    node: Any = spec
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = spec
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def flatten(spec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted keys; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def apply_config(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of ``spec`` with every dotted key of ``config`` set."""
+    out = copy.deepcopy(dict(spec))
+    for key, value in config.items():
+        set_dotted(out, key, _plain(value))
+    return out

@@ -1,0 +1,1 @@
+"""Schemas (TAO dialect) and spec templates shipped with the in-tree trainers."""

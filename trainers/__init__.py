@@ -1,0 +1,1 @@
+"""In-tree trainer plugins, one package per model."""
