@@ -74,12 +74,28 @@ class TrainerPlugin(abc.ABC):
     def spec_template(self, action: str = "train") -> Path:
         """The default spec YAML for an action."""
 
-    def demo_data(self, out_dir: Path, seed: int = 0) -> dict[str, Any]:
-        """Generate (or locate) a small demo dataset and return the dotted spec keys that point at it.
+    def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+        """Generate a dataset in this model's TAO layout under ``out_dir`` (``automl data make``).
 
-        The search runs on this when the user gives no data.
+        Returns the dotted spec keys that point the model at it, e.g.
+        ``{"dataset.train_dataset": ".../known_classes/train", ...}``. ``options`` are generator knobs
+        such as ``classes``, ``per_class``, ``size``.
         """
-        raise AutomlError(f"model '{self.name}' has no demo dataset; pass --data or dataset keys")
+        raise AutomlError(f"model '{self.name}' has no dataset generator")
+
+    def data_keys(self, data_dir: Path) -> dict[str, Any]:
+        """The dotted spec keys for a folder made earlier by :meth:`make_dataset` (``--data DIR``)."""
+        raise AutomlError(f"model '{self.name}' cannot read a generated dataset folder")
+
+    def demo_data(self, cache_dir: Path, seed: int = 0) -> dict[str, Any]:
+        """The small demo dataset a search runs on when the user gives no data: generated once into
+        ``cache_dir`` and reused."""
+        marker = cache_dir / ".complete"
+        if not marker.exists():
+            keys = self.make_dataset(cache_dir, seed=seed)
+            marker.write_text("ok")
+            return keys
+        return self.data_keys(cache_dir)
 
     # -- actions --------------------------------------------------------------------------------
     @abc.abstractmethod

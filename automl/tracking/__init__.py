@@ -44,3 +44,14 @@ class Tracker:
 
 class NullTracker(Tracker):
     """Records nothing."""
+
+
+def create_tracker(run_dir: Path, tracking_uri: str | None = None, enabled: bool = True) -> Tracker:
+    """The tracker a search or a plain training run uses.
+
+    Default: MLflow with an embedded store inside ``run_dir``; ``tracking_uri`` points at a team server.
+    """
+    if not enabled:
+        return NullTracker()
+    # Replaced by the MLflow tracker (automl.tracking.mlflow_tracker) once it lands.
+    return NullTracker()
