@@ -29,6 +29,11 @@ def _root() -> None:
 # Modules that add commands to `app`. Add yours here (one line) when you create it.
 COMMAND_MODULES = (
     "automl.cli.models",
+    "automl.cli.data",
+    "automl.cli.actions",
+    "automl.cli.space",
+    "automl.cli.tracking",
+    "automl.cli.search",
 )
 
 

@@ -53,5 +53,14 @@ def create_tracker(run_dir: Path, tracking_uri: str | None = None, enabled: bool
     """
     if not enabled:
         return NullTracker()
-    # Replaced by the MLflow tracker (automl.tracking.mlflow_tracker) once it lands.
-    return NullTracker()
+    from automl.tracking.mlflow_tracker import MlflowTracker
+
+    return MlflowTracker(Path(run_dir), tracking_uri)
+
+
+def track_training_run(results_dir: Path, **kwargs: Any) -> str | None:
+    """Log one plain training run (``automl train``); see
+    :func:`automl.tracking.mlflow_tracker.track_training_run` for the arguments."""
+    from automl.tracking.mlflow_tracker import track_training_run as _track
+
+    return _track(Path(results_dir), **kwargs)

@@ -1,0 +1,734 @@
+"""The embedded backend: an Optuna study driven from this process, trials in persistent worker processes.
+
+Storage: by default an Optuna ``JournalStorage`` with a ``JournalFileBackend`` (``<run_dir>/journal``):
+an append-only log, safe against a SIGKILL at any moment (a torn last record is ignored on reload)
+and readable by ``automl status`` while the search writes. Only this controller process writes the
+study (workers talk to it through a pipe, see :mod:`automl.search.worker`), so no storage ever has
+concurrent writers and "database is locked" cannot happen, with SQLite or PostgreSQL URLs too
+(``--storage sqlite:///study.db`` / ``postgresql://...``).
+
+Scheduling: one thread per running trial drives that slot's worker process; all study access holds
+one lock. Single-fidelity algorithms prune through Optuna's pruner at each report. Multi-fidelity
+ones (asha/hyperband/bohb) pause each trial at its rung (``max_epochs`` = the rung) and promote paused
+trials by ASHA's rule, resuming them from their checkpoint (:class:`automl.search.algorithms.Rungs`).
+pbt runs generations of short segments, each a trial that resumes from a member's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import random
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchBackend, SearchSetup,
+                                  TrialRecord)
+from automl.errors import AutomlError
+from automl.search import rundir
+from automl.search.algorithms import MULTI_FIDELITY, Rungs, make_pruner, make_sampler
+from automl.search.slots import slot_env
+from automl.search.worker import PREVIOUS_RESULT, RESULT, best_epoch, epoch_metrics
+from automl.spec import apply_config
+
+log = logging.getLogger(__name__)
+JOB_FILE = "job.json"
+WORKER_START_TIMEOUT_S = 300.0
+
+
+def open_storage(setup: SearchSetup):
+    """The study storage: a journal file in the run folder unless ``--storage`` names another."""
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    url = setup.storage
+    if not url:
+        return JournalStorage(JournalFileBackend(str(setup.run_dir / "journal")))
+    if url.startswith("journal://") or url.endswith((".journal", ".log")):
+        path = url.removeprefix("journal://")
+        return JournalStorage(JournalFileBackend(path))
+    if url.startswith("sqlite:"):
+        # one writer (this process) + readers: a generous timeout covers `automl status` readers
+        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    if "://" in url:
+        return RDBStorage(url)
+    raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
+
+
+def load_study(setup: SearchSetup, *, create: bool):
+    import optuna
+
+    storage = open_storage(setup)
+    directions = [m.direction for m in setup.objectives]
+    sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions))
+    pruner = make_pruner(setup.algorithm, setup.algorithm_settings)
+    try:
+        if create:
+            return optuna.create_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner,
+                                       directions=directions, load_if_exists=False)
+        return optuna.load_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise AutomlError(f"a study named '{setup.name}' already exists in {setup.storage or setup.run_dir}; "
+                          f"add --resume to continue it or pick another --name") from None
+    except KeyError:
+        raise AutomlError(f"no study named '{setup.name}' in {setup.storage or setup.run_dir} to resume") from None
+
+
+# -- worker processes ----------------------------------------------------------------------------
+class WorkerDied(Exception):
+    pass
+
+
+class SlotWorker:
+    """One slot's long-lived worker process (replaced when it dies or is killed)."""
+
+    def __init__(self, slot: dict, log_path: Path, preload: str | None = None):
+        self.slot = slot
+        self.log_path = log_path
+        self.preload = preload
+        self.proc: subprocess.Popen | None = None
+        self._buffer = b""
+
+    def ensure(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        env = slot_env(self.slot)
+        if self.preload:
+            env["AUTOML_WORKER_PRELOAD"] = self.preload
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "automl.search.worker", "--serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
+        self._buffer = b""
+        msg = self.receive(time.monotonic() + WORKER_START_TIMEOUT_S)
+        if msg is None or msg.get("op") != "ready":
+            self.kill()
+            raise WorkerDied(f"worker process for slot {self.slot['index']} did not start (see {self.log_path})")
+
+    def send(self, msg: dict) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(msg, default=str) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerDied("worker pipe closed") from None
+
+    def receive(self, deadline: float | None) -> dict | None:
+        """Next message, None on timeout; raises WorkerDied when the process ends."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerDied(self.exit_reason())
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def exit_reason(self) -> str:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        self.proc = None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = {"SIGKILL": " (killed: out of memory?)", "SIGSEGV": " (segmentation fault)",
+                    "SIGABRT": " (aborted)", "SIGBUS": " (bus error)"}.get(name, "")
+            return f"worker killed by {name}{hint}"
+        return f"worker exited with status {code}"
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.send({"op": "exit"})
+                self.proc.wait(timeout=10)
+            except (WorkerDied, subprocess.TimeoutExpired):
+                self.kill()
+        self.proc = None
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    number: int
+    config: dict[str, Any]
+    kind: str = "new"  # new | promote | rerun | pbt
+    max_epochs: int | None = None
+    resume_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OptunaBackend(SearchBackend):
+    name = "optuna"
+
+    def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
+        search = _Search(setup, tracker, progress)
+        try:
+            return search.run()
+        finally:
+            self.stop_reason = search.stop_reason
+
+
+class _Search:
+    def __init__(self, setup: SearchSetup, tracker: Any, progress: Progress):
+        import warnings
+
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        self.setup, self.tracker, self.progress = setup, tracker, progress
+        self.lock = threading.RLock()
+        self.results: queue.Queue = queue.Queue()
+        self.records: dict[int, TrialRecord] = {}
+        self.running: dict[int, Job] = {}  # slot index -> job
+        self.queue: list[Job] = []  # reruns after a resume, pbt segments
+        self.consecutive_failures = 0
+        self.stop_reason: str | None = None
+        self.started = time.monotonic()
+        self.mf = setup.algorithm in MULTI_FIDELITY
+        s = setup.algorithm_settings
+        self.rungs = (Rungs(setup.max_epochs, int(s.get("min_epochs", max(1, setup.max_epochs // 9))),
+                            int(s.get("reduction_factor", 3)), brackets=setup.algorithm in ("hyperband", "bohb"))
+                      if self.mf else None)
+        self.pbt = _PBT(self) if setup.algorithm == "pbt" else None
+        self.slot_threads: dict[int, tuple[threading.Thread, queue.Queue]] = {}
+        self.workers = [SlotWorker(slot, setup.run_dir / "workers" / f"slot{slot['index']}.log", setup.model)
+                        for slot in setup.slots]
+
+    # ---- study helpers
+    def _trial(self, number: int):
+        import optuna
+
+        storage = self.study._storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        return optuna.trial.Trial(self.study, trial_id)
+
+    def used(self) -> int:
+        """Trials counted against the budget (started, whatever happened to them)."""
+        from optuna.trial import TrialState
+
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+
+    # ---- main loop
+    def run(self) -> list[TrialRecord]:
+        setup = self.setup
+        self.study = load_study(setup, create=not setup.resume)
+        if setup.resume:
+            self._recover()
+        else:
+            self._enqueue(setup.space.defaults(), "baseline")
+            for config in setup.warm_start_configs:
+                self._enqueue(config, "warm_start")
+        self.progress.start(setup, sorted(self.records.values(), key=lambda r: r.number))
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted by the user (rerun with --resume to continue)"
+            raise
+        finally:
+            for slot, (thread, inbox) in self.slot_threads.items():
+                if self.running:  # interrupted: do not wait for trials
+                    self.workers[slot].kill()
+                inbox.put(None)
+            for thread, _ in self.slot_threads.values():
+                thread.join(timeout=30)
+        self._finish_paused()
+        return sorted(self.records.values(), key=lambda r: r.number)
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                if self.stop_reason is None and self.setup.time_budget_s is not None and \
+                        time.monotonic() - self.started > self.setup.time_budget_s:
+                    self.stop_reason = f"time budget of {self.setup.time_budget_s:g}s reached"
+                    self.progress.message(self.stop_reason)
+                for slot in range(len(self.workers)):
+                    if slot in self.running:
+                        continue
+                    job = self._next_job()
+                    if job is None:
+                        break
+                    self._dispatch(slot, job)
+                if not self.running:
+                    return
+            slot, job, result = self.results.get()
+            with self.lock:
+                del self.running[slot]
+                self._finished(job, result)
+
+    def _next_job(self) -> Job | None:
+        if self.stop_reason is not None:
+            return None
+        if self.queue:
+            return self.queue.pop(0)
+        if self.pbt is not None:
+            return self.pbt.next_job()
+        if self.mf:
+            job = self._promotion()
+            if job is not None:
+                return job
+        while self.used() < self.setup.budget_trials:
+            job = self._new_trial()
+            if job is not None:
+                return job
+            if self.stop_reason is not None:
+                return None
+        if self.mf and not self.running:
+            return self._final_promotion()
+        return None
+
+    def _new_trial(self, fixed: dict[str, Any] | None = None, extra: dict | None = None) -> Job | None:
+        """Ask the sampler for a trial; a config failing check() is recorded failed and never started."""
+        if fixed is not None:
+            self._enqueue(fixed, "pbt")
+        trial = self.study.ask()
+        config = self.setup.space.suggest(trial)
+        if "fixed_config" in trial.user_attrs:
+            # the enqueued values are what the trial trains with, whatever helper parameters (e.g. a
+            # weighted choice's uniform) the define-by-run suggest had to sample
+            config = {**config, **trial.user_attrs["fixed_config"]}
+        problems = self.setup.space.check(config)
+        if problems:
+            record = TrialRecord(number=trial.number, state=FAILED, params=config,
+                                 reason="invalid config, not started: " + "; ".join(problems),
+                                 trial_dir=str(rundir.trial_dir(self.setup.run_dir, trial.number)))
+            rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / "config.json", config)
+            rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / RESULT, record.to_json())
+            self.study.tell(trial.number, state=_optuna_state(FAILED))
+            self._record(record)
+            return None
+        max_epochs = self.rungs.first(trial.number) if self.mf else None
+        return Job(trial.number, config, "new", max_epochs=max_epochs, extra=dict(extra or {}))
+
+    def _enqueue(self, config: dict[str, Any], source: str) -> None:
+        config = {k: _plain(v) for k, v in config.items()}
+        self.study.enqueue_trial(enqueue_params(self.setup.space, config),
+                                 user_attrs={"source": source, "fixed_config": config})
+
+    # ---- multi-fidelity
+    def _reached(self, rung: int, bracket: int) -> list[tuple[float, int]]:
+        """(value at the rung, number) of the trials of a bracket that reached ``rung`` epochs."""
+        out = []
+        for number, record in self.records.items():
+            if self.rungs.bracket(number) != bracket or record.epochs_done < rung or record.state == FAILED:
+                continue
+            _, value = best_epoch(epoch_metrics(Path(record.trial_dir)), self.setup.monitor, upto=rung)
+            if value is not None:
+                out.append((value, number))
+        sign = -1.0 if self.setup.monitor.mode == "max" else 1.0
+        return sorted(out, key=lambda vn: sign * vn[0])
+
+    def _promotion(self) -> Job | None:
+        running = {job.number for job in self.running.values()}
+        for rung in reversed(self.rungs.ladder[:-1]):
+            for bracket in range(self.rungs.n_brackets):
+                reached = self._reached(rung, bracket)
+                top = reached[: len(reached) // self.rungs.eta]
+                for _, number in top:
+                    record = self.records[number]
+                    if record.state == PAUSED and record.epochs_done == rung and number not in running:
+                        return self._promote(record)
+        return None
+
+    def _final_promotion(self) -> Job | None:
+        """The budget is spent and nothing runs: make sure the best trial trained to the full budget."""
+        if any(r.state == COMPLETE for r in self.records.values()):
+            return None
+        paused = [r for r in self.records.values() if r.state == PAUSED and r.value is not None]
+        if not paused:
+            return None
+        top_rung = max(r.epochs_done for r in paused)
+        sign = -1.0 if self.setup.monitor.mode == "max" else 1.0
+        best = min((r for r in paused if r.epochs_done == top_rung), key=lambda r: sign * r.value)
+        return self._promote(best)
+
+    def _promote(self, record: TrialRecord) -> Job:
+        target = self.rungs.next_after(record.number, record.epochs_done)
+        ckpt = Path(record.trial_dir) / "checkpoints" / "last.ckpt"
+        self.progress.message(f"trial {record.number}: promoted from epoch {record.epochs_done} to {target}")
+        return Job(record.number, dict(record.params), "promote", max_epochs=target,
+                   resume_from=str(ckpt) if ckpt.exists() else None)
+
+    def _finish_paused(self) -> None:
+        """Trials left paused at a rung were never promoted: they end as pruned."""
+        for record in list(self.records.values()):
+            if record.state != PAUSED:
+                continue
+            record.state = PRUNED
+            record.reason = f"stopped at rung {record.epochs_done} (not promoted)"
+            rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
+            with self.lock:
+                try:
+                    self.study.tell(record.number, state=_optuna_state(PRUNED), skip_if_finished=True)
+                except Exception as exc:  # a finished trial (already told) is fine
+                    log.debug("tell pruned %s: %s", record.number, exc)
+
+    # ---- running a job
+    def _dispatch(self, slot: int, job: Job) -> None:
+        setup = self.setup
+        folder = rundir.trial_dir(setup.run_dir, job.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / RESULT).exists():  # a paused/earlier run: its totals carry over
+            os.replace(folder / RESULT, folder / PREVIOUS_RESULT)
+        rundir.write_json(folder / "config.json", job.config)
+        rundir.write_json(folder / JOB_FILE, {"kind": job.kind, "max_epochs": job.max_epochs,
+                                              "resume_from": job.resume_from, "slot": setup.slots[slot],
+                                              "extra": job.extra})
+        spec = apply_config(setup.base_spec, job.config)
+        spec.setdefault("train", {})
+        spec["train"]["resume_training_checkpoint_path"] = job.resume_from or ""
+        spec["train"]["results_dir"] = str(folder)
+        payload = {"plugin": setup.model, "spec": spec, "trial_dir": str(folder), "max_epochs": job.max_epochs,
+                   "config": job.config, "objectives": [{"metric": m.metric, "mode": m.mode} for m in setup.objectives],
+                   "extra": {"number": job.number, "kind": job.kind, **job.extra}}
+        self.running[slot] = job
+        self.tracker.trial_started(job.number, job.config, folder)
+        self.progress.trial_started(job.number, job.config, slot)
+        if slot not in self.slot_threads:
+            inbox: queue.Queue = queue.Queue()
+            thread = threading.Thread(target=self._slot_loop, args=(slot, inbox), daemon=True, name=f"slot{slot}")
+            self.slot_threads[slot] = (thread, inbox)
+            thread.start()
+        self.slot_threads[slot][1].put((job, payload))
+
+    def _slot_loop(self, slot: int, inbox: queue.Queue) -> None:
+        """One long-lived thread per slot. It also spawns the slot's worker process: Linux delivers the
+        worker's parent-death signal when the *thread* that forked it ends, so that thread must live as
+        long as the search."""
+        while True:
+            item = inbox.get()
+            if item is None:
+                self.workers[slot].close()
+                return
+            self._execute(slot, *item)
+
+    def _execute(self, slot: int, job: Job, payload: dict) -> None:
+        worker = self.workers[slot]
+        started = time.monotonic()
+        timeout = self.setup.trial_timeout_s
+        deadline = started + timeout if timeout else None
+        try:
+            worker.ensure()
+            worker.send({"op": "run", "job": payload})
+            while True:
+                msg = worker.receive(deadline)
+                if msg is None:
+                    worker.kill()
+                    result = self._failed_result(job, f"timeout: exceeded --trial-timeout {timeout:g}s", started)
+                    break
+                if msg.get("op") == "report":
+                    stop = self._on_report(job, msg)
+                    worker.send({"op": "reply", "stop": stop})
+                elif msg.get("op") == "done":
+                    result = msg["result"]
+                    break
+        except WorkerDied as exc:
+            worker.kill()
+            result = self._failed_result(job, str(exc), started)
+        except Exception as exc:  # never lose the slot thread silently
+            worker.kill()
+            result = self._failed_result(job, f"controller error: {type(exc).__name__}: {exc}", started)
+        self.results.put((slot, job, result))
+
+    def _failed_result(self, job: Job, reason: str, started: float) -> dict:
+        """result.json for a trial whose process died (the worker could not write it)."""
+        folder = rundir.trial_dir(self.setup.run_dir, job.number)
+        previous = {}
+        if (folder / PREVIOUS_RESULT).exists():
+            previous = rundir.read_json(folder / PREVIOUS_RESULT)
+        epochs = epoch_metrics(folder)
+        epoch, value = best_epoch(epochs, self.setup.monitor)
+        duration = time.monotonic() - started
+        n_gpus = len(self.setup.slots[0]["gpus"]) if self.setup.slots else 0
+        result = TrialRecord(number=job.number, state=FAILED, params=job.config, value=value, best_epoch=epoch,
+                             epochs_done=(max(epochs) + 1) if epochs else 0, reason=reason,
+                             epochs_run=int(previous.get("epochs_run", 0)),
+                             duration_s=float(previous.get("duration_s", 0.0)) + duration,
+                             gpu_seconds=float(previous.get("gpu_seconds", 0.0)) + duration * n_gpus,
+                             trial_dir=str(folder), extra={**previous.get("extra", {}), "kind": job.kind}).to_json()
+        rundir.write_json(folder / RESULT, result)
+        return result
+
+    def _on_report(self, job: Job, msg: dict) -> str | None:
+        metrics = msg.get("metrics") or {}
+        value = metrics.get(self.setup.monitor.metric)
+        with self.lock:
+            self.tracker.trial_epoch(job.number, int(msg["epoch"]), {k: v for k, v in metrics.items() if v is not None})
+            self.progress.trial_epoch(job.number, int(msg["epoch"]), value)
+            if self.setup.multi_objective or self.mf or self.pbt is not None or value is None:
+                return None
+            trial = self._trial(job.number)
+            trial.report(float(value), int(msg["epoch"]))
+            return PRUNED if trial.should_prune() else None
+
+    def _finished(self, job: Job, result: dict) -> None:
+        record = TrialRecord.from_json(result)
+        record.number = job.number
+        record.params = record.params or job.config
+        if self.pbt is not None and record.state == PAUSED:
+            record.state = COMPLETE  # a pbt segment is a finished trial; the member goes on in a new one
+        state = record.state
+        if state in (COMPLETE, PRUNED, FAILED):
+            values = None
+            if state == COMPLETE:
+                values = record.values if self.setup.multi_objective else record.value
+                if values is None or (isinstance(values, list) and any(v is None for v in values)):
+                    state = record.state = FAILED
+                    record.reason = f"finished without reporting '{self.setup.monitor.metric}'"
+                    rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
+                    values = None
+            if state == PRUNED and record.value is not None and not self.setup.multi_objective:
+                # Optuna reads a pruned trial's last intermediate value; report the best so it counts
+                pass
+            self.study.tell(job.number, values if state == COMPLETE else None, state=_optuna_state(state),
+                            skip_if_finished=True)
+        self._record(record)
+        if self.pbt is not None:
+            self.pbt.finished(job, record)
+
+    def _record(self, record: TrialRecord) -> None:
+        self.records[record.number] = record
+        if record.state == FAILED:
+            self.consecutive_failures += 1
+            limit = self.setup.max_consecutive_failures
+            if limit and self.consecutive_failures >= limit and self.stop_reason is None:
+                self.stop_reason = (f"stopped: {self.consecutive_failures} trials failed in a row "
+                                    f"(last: trial {record.number}: {record.reason})")
+                self.progress.message(self.stop_reason)
+        else:
+            self.consecutive_failures = 0
+        self.tracker.trial_finished(record.number, record.state, record.value, {
+            "reason": record.reason, "duration_s": record.duration_s, "gpu_seconds": record.gpu_seconds,
+            "best_epoch": record.best_epoch, "best_checkpoint": record.best_checkpoint,
+            "spec": str(Path(record.trial_dir or "") / "spec.yaml")}, Path(record.trial_dir or self.setup.run_dir))
+        self.progress.trial_finished(record)
+        records = [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.number)]
+        self.tracker.search_progress(records, _best_so_far(self.records.values(), self.setup))
+
+    # ---- resume
+    def _recover(self) -> None:
+        """Rebuild state from the study and the trial folders after a crash or a stop."""
+        from optuna.trial import TrialState
+
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.state == TrialState.WAITING:
+                continue
+            folder = rundir.trial_dir(self.setup.run_dir, frozen.number)
+            record = rundir.read_trial(self.setup.run_dir, frozen.number)
+            if frozen.state != TrialState.RUNNING:
+                if record is None:
+                    record = TrialRecord(number=frozen.number, state=_our_state(frozen.state), params=frozen.params,
+                                         value=frozen.value if frozen.values and len(frozen.values) == 1 else None,
+                                         trial_dir=str(folder))
+                self.records[frozen.number] = record
+                continue
+            if record is not None and record.state == PAUSED:
+                self.records[frozen.number] = record
+                continue
+            if record is not None:  # finished, but the controller died before telling the study
+                self._finished(Job(frozen.number, record.params), record.to_json())
+                continue
+            # interrupted mid-run: run it again from its last checkpoint, same number
+            config = rundir.read_json(folder / "config.json") if (folder / "config.json").exists() else None
+            if config is None:
+                config = self.setup.space.suggest(self._trial(frozen.number))
+            job_info = rundir.read_json(folder / JOB_FILE) if (folder / JOB_FILE).exists() else {}
+            ckpt = folder / "checkpoints" / "last.ckpt"
+            max_epochs = job_info.get("max_epochs")
+            if self.mf and max_epochs is None:
+                max_epochs = self.rungs.first(frozen.number)
+            self.queue.append(Job(frozen.number, config, "rerun", max_epochs=max_epochs,
+                                  resume_from=str(ckpt) if ckpt.exists() else None,
+                                  extra=job_info.get("extra") or {}))
+            self.progress.message(f"trial {frozen.number}: interrupted, rerunning "
+                                  f"{'from its last checkpoint' if ckpt.exists() else 'from the start'}")
+        if self.pbt is not None:
+            self.pbt.recover()
+
+
+# -- population based training -------------------------------------------------------------------
+class _PBT:
+    """Population based training over trials: each trial is one segment of ``perturbation_interval``
+    epochs of one population member. A member's next segment resumes from its own checkpoint; a member
+    in the bottom quantile instead copies a top member's checkpoint (exploit) and perturbs that
+    member's values (explore: floats/ints by x0.8 or x1.2 within bounds, categoricals resampled with
+    probability ``resample_probability``), keeping only configs that pass ``space.check``.
+
+    Ray Tune's PBT scheduler is the reference implementation; Optuna has none, hence this class.
+    """
+
+    def __init__(self, search: _Search):
+        self.search = search
+        s = search.setup.algorithm_settings
+        self.population = int(s.get("population", max(2, min(4, search.setup.budget_trials))))
+        self.interval = int(s.get("perturbation_interval", max(1, search.setup.max_epochs // 3)))
+        self.quantile = float(s.get("quantile", 0.25))
+        self.resample_probability = float(s.get("resample_probability", 0.25))
+        self.rng = random.Random(search.setup.seed)
+        self.np_rng = np.random.default_rng(search.setup.seed)
+        #: member -> its latest segment trial number
+        self.latest: dict[int, int] = {}
+        self.ready: list[int] = []  # members whose last segment finished and that wait for the next
+
+    def recover(self) -> None:
+        for number, record in sorted(self.search.records.items()):
+            member = record.extra.get("member")
+            if member is not None:
+                self.latest[int(member)] = number
+        for job in self.search.queue:
+            member = job.extra.get("member")
+            if member is not None:
+                self.latest[int(member)] = job.number
+        running = {j.extra.get("member") for j in self.search.queue}
+        self.ready = [m for m in self.latest if m not in running and self._can_continue(m)]
+
+    def _can_continue(self, member: int) -> bool:
+        record = self.search.records.get(self.latest[member])
+        return record is not None and record.state in (COMPLETE, PAUSED) and record.epochs_done < self.search.setup.max_epochs
+
+    def next_job(self) -> Job | None:
+        search = self.search
+        if search.used() >= search.setup.budget_trials:
+            return None
+        if len(self.latest) < self.population:  # first generation: fresh configs
+            member = len(self.latest)
+            job = search._new_trial(extra={"member": member})
+            if job is None:
+                return None
+            job.max_epochs = min(self.interval, search.setup.max_epochs)
+            self.latest[member] = job.number
+            return job
+        if not self.ready:
+            return None
+        member = self.ready.pop(0)
+        own = search.records[self.latest[member]]
+        donor = self._exploit(member)
+        extra = {"member": member, "parent": own.number}
+        if donor is not None:
+            config = self._explore(donor.params)
+            source, extra["exploited"] = donor, donor.number
+        else:
+            config, source = dict(own.params), own
+        ckpt = Path(source.trial_dir) / "checkpoints" / "last.ckpt"
+        job = search._new_trial(fixed=config, extra=extra)
+        if job is None:
+            return None
+        job.kind = "pbt"
+        job.max_epochs = min(source.epochs_done + self.interval, search.setup.max_epochs)
+        job.resume_from = str(ckpt) if ckpt.exists() else None
+        # the segment continues the source's history: seed its metrics so epochs and values line up
+        folder = rundir.trial_dir(search.setup.run_dir, job.number)
+        folder.mkdir(parents=True, exist_ok=True)
+        src_metrics = Path(source.trial_dir) / "metrics.jsonl"
+        if src_metrics.exists():
+            (folder / "metrics.jsonl").write_bytes(src_metrics.read_bytes())
+        self.latest[member] = job.number
+        return job
+
+    def _scores(self) -> list[tuple[float, int]]:
+        out = []
+        for member, number in self.latest.items():
+            record = self.search.records.get(number)
+            if record is None or record.state not in (COMPLETE, PAUSED):
+                continue
+            epochs = epoch_metrics(Path(record.trial_dir))
+            if not epochs:
+                continue
+            value = epochs[max(epochs)].get(self.search.setup.monitor.metric)
+            if value is not None:
+                out.append((value, member))
+        sign = -1.0 if self.search.setup.monitor.mode == "max" else 1.0
+        return sorted(out, key=lambda vm: sign * vm[0])
+
+    def _exploit(self, member: int) -> TrialRecord | None:
+        ranked = self._scores()
+        k = max(1, int(math.ceil(len(ranked) * self.quantile)))
+        if len(ranked) < 2 or member not in [m for _, m in ranked[-k:]]:
+            return None
+        donor_member = self.rng.choice([m for _, m in ranked[:k]])
+        return None if donor_member == member else self.search.records[self.latest[donor_member]]
+
+    def _explore(self, params: dict[str, Any]) -> dict[str, Any]:
+        space = self.search.setup.space
+        for _ in range(20):
+            fresh = space.sample(self.np_rng)
+            config = {}
+            for name, value in params.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    config[name] = fresh.get(name, value) if self.rng.random() < self.resample_probability else value
+                else:
+                    factor = self.rng.choice((0.8, 1.2))
+                    config[name] = type(value)(round(value * factor)) if isinstance(value, int) else value * factor
+            if not space.check(config):
+                return config
+        return dict(params)
+
+    def finished(self, job: Job, record: TrialRecord) -> None:
+        member = job.extra.get("member")
+        if member is None or self.latest.get(member) != job.number:
+            return
+        if record.state in (COMPLETE, PAUSED) and record.epochs_done < self.search.setup.max_epochs:
+            self.ready.append(member)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
+
+
+def enqueue_params(space: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """The Optuna params that make ``space.suggest`` return ``config`` (spaces that sample through
+    helper parameters translate; otherwise the dotted names are the Optuna names)."""
+    translate = getattr(space, "optuna_params", None)
+    return dict(translate(config)) if callable(translate) else dict(config)
+
+
+def _best_so_far(records, setup: SearchSetup) -> dict | None:
+    done = [r for r in records if r.state in (COMPLETE, PAUSED, PRUNED) and r.value is not None]
+    if not done:
+        return None
+    sign = -1.0 if setup.monitor.mode == "max" else 1.0
+    return min(done, key=lambda r: sign * r.value).to_json()
+
+
+def _optuna_state(state: str):
+    from optuna.trial import TrialState
+
+    return {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}[state]
+
+
+def _our_state(state) -> str:
+    from optuna.trial import TrialState
+
+    return {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED, TrialState.FAIL: FAILED}.get(state, FAILED)

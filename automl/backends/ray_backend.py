@@ -1,0 +1,856 @@
+"""The Ray Tune backend: the same search as the embedded one, on a Ray cluster.
+
+Supported Ray: ``ray[tune] >=2.40,<3`` (written and tested against 2.60.0). Every Ray call of the
+project lives in this module, against the ``ray.tune`` API of that range: ``tune.Tuner`` /
+``Tuner.restore``, ``tune.report(metrics, checkpoint=tune.Checkpoint)``, ``tune.get_checkpoint()``,
+``tune.get_context()``, ``tune.RunConfig(storage_path=...)``, ``tune.FailureConfig``. Not used
+because they are gone or going: ``ray.air.session``, ``tune.report(**kwargs)``, local mode,
+``ray.train.RunConfig`` in Tune, ``MLflowLoggerCallback`` (flat runs; we keep parent/child runs).
+
+How it fits (ARCHITECTURE.md): the controller resolves a :class:`SearchSetup` and calls
+:meth:`RayBackend.run`; the trials run as Tune trials, each one calling
+:func:`automl.search.worker.run_trial` in its Ray worker with a :class:`TuneReporter`, which writes the
+same ``trials/<NNNN>/`` files as the embedded backend and forwards every epoch to Tune
+(``tune.report``, with the epoch's checkpoint). A driver-side Tune callback
+(:class:`_RunFolderCallback`) turns Tune's events into the tracker and progress hooks, writes
+``result.json`` for trials that Tune stopped or paused itself, and keeps trial numbers stable.
+
+Trial numbers: Tune names trials by random ids; the run folder numbers them 0, 1, 2... in start order,
+never reusing a number after a resume. A tiny named actor (:class:`_TrialNumbers`) hands out the
+numbers, so the driver callback and the trial's worker (possibly on another node) agree on them;
+the driver persists the mapping in ``ray/trial_numbers.json``.
+
+Algorithms (``--algorithm``): tpe, gp, cmaes, qmc, nsga2 through ``OptunaSearch`` with the embedded
+backend's Optuna samplers and the space's define-by-run ``suggest`` (weights and conditions kept);
+random through ``BasicVariantGenerator`` over ``space.to_ray()``; asha (``ASHAScheduler`` + TPE),
+hyperband (``HyperBandScheduler``, random; it pauses trials and resumes them from their Tune
+checkpoint), bohb (``HyperBandForBOHB`` + ``TuneBOHB``, needs ``pip install hpbandster ConfigSpace``)
+and pbt (``PopulationBasedTraining``, explored configs repaired to pass ``space.check``).
+Grid search is not offered here (use the embedded backend).
+
+Storage: by default Tune's experiment lives in ``<run>/ray/`` (the "backend storage" entry of the run
+folder). Trial folders are written by the node that runs the trial, so on a cluster with other
+hosts both ``--output`` and ``--storage`` must be on a filesystem every node mounts (NFS, Lustre,
+...); ``--storage`` may also be an object-store URI (``s3://``, ``gs://``). A remote cluster with a
+local path is refused before anything starts.
+
+What could not run on the development machine (no GPU): GPU resources per trial are requested from
+Ray (``{"GPU": g}``, fractional for ``--trials-per-gpu``) and Ray sets ``CUDA_VISIBLE_DEVICES`` for the
+trial, which the trainers' device mapping and DDP follow; that path is written against Ray's API but
+exercised here only with CPU resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.search import Searcher
+
+from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchBackend, SearchSetup,
+                                  TrialRecord)
+from automl.errors import AutomlError
+from automl.plugins import Monitor
+from automl.reporting import FileReporter, read_metrics
+from automl.search import rundir, worker
+from automl.search.rundir import clean_float
+from automl.spec import apply_config, flatten
+
+SUPPORTED_RAY = ">=2.40,<3"
+#: the run folder's backend-storage entry for this backend
+STORAGE_DIR = "ray"
+NUMBERS_FILE = "trial_numbers.json"
+RAY_NAMESPACE = "automl"
+#: Optuna-sampler algorithms that OptunaSearch can drive
+OPTUNA_ALGORITHMS = ("tpe", "gp", "cmaes", "qmc", "nsga2")
+RAY_ALGORITHMS = (*OPTUNA_ALGORITHMS, "random", "asha", "hyperband", "bohb", "pbt")
+#: filesystems that every node of a cluster can mount (shared storage)
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "cephfs",
+                      "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs",
+                      "fuse.ceph", "wekafs", "panfs", "9p", "virtiofs")
+STOPPED_REASON = "stopped by the Ray Tune scheduler"
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks that need no Ray: algorithm names, storage rules
+# ------------------------------------------------------------------------------------------------
+def check_algorithm(algorithm: str) -> None:
+    if algorithm not in RAY_ALGORITHMS:
+        raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; "
+                          f"allowed: {', '.join(RAY_ALGORITHMS)} (use the embedded backend for it)")
+    if algorithm == "bohb":
+        try:
+            import ConfigSpace  # noqa: F401
+            import hpbandster  # noqa: F401
+        except ImportError:
+            raise AutomlError("--algorithm bohb with --backend ray needs Ray Tune's TuneBOHB, which needs "
+                              "`pip install hpbandster ConfigSpace` (not installed); use --algorithm asha or "
+                              "hyperband, or --backend optuna for bohb") from None
+
+
+def is_uri(path: str | None) -> bool:
+    return bool(path) and "://" in str(path) and not str(path).startswith("file://")
+
+
+def local_addresses() -> set[str]:
+    addrs = {"127.0.0.1", "localhost", "::1", "0.0.0.0", socket.gethostname()}
+    with contextlib.suppress(OSError):
+        addrs.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    with contextlib.suppress(Exception):
+        import psutil
+
+        for entries in psutil.net_if_addrs().values():
+            addrs.update(e.address.split("%")[0] for e in entries)
+    return addrs
+
+
+def address_is_remote(address: str | None) -> bool:
+    """True when ``--address`` names a Ray head on another host (``auto``/None are local)."""
+    if not address or address in ("auto", "local"):
+        return False
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in local_addresses() or host.startswith("127."):
+        return False
+    with contextlib.suppress(OSError):
+        if socket.gethostbyname(host) in local_addresses():
+            return False
+    return True
+
+
+def filesystem_type(path: Path) -> str:
+    """The fstype of the mount that holds ``path`` (from /proc/mounts; "" if unknown)."""
+    path = Path(path).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    best, fstype = "", ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                mount = parts[1].replace("\\040", " ")
+                if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, fstype = mount, parts[2]
+    return fstype
+
+
+def is_shared_path(path: str | Path) -> bool:
+    return is_uri(str(path)) or filesystem_type(Path(path)) in SHARED_FILESYSTEMS
+
+
+def check_storage(run_dir: Path, storage: str | None, remote: bool) -> None:
+    """With a cluster on other hosts, trials run elsewhere: refuse local paths at once."""
+    if not remote:
+        return
+    bad = []
+    if storage is None or not is_shared_path(storage):
+        bad.append(f"Ray storage {storage or Path(run_dir) / STORAGE_DIR}")
+    if not is_shared_path(run_dir):
+        bad.append(f"run folder {run_dir}")
+    if bad:
+        raise AutomlError(
+            f"--backend ray on a remote cluster needs storage every node can reach, but the {' and the '.join(bad)} "
+            "is on this machine's local disk; pass --storage on a shared filesystem mounted on every node "
+            "(NFS, e.g. --storage /mnt/nfs/automl) or an object-store URI (e.g. --storage s3://bucket/automl), "
+            "and --output on the shared filesystem")
+
+
+def storage_location(setup: SearchSetup) -> tuple[str, str]:
+    """(storage_path, experiment name) for ``tune.RunConfig``."""
+    if setup.storage:
+        if is_uri(setup.storage):
+            return setup.storage, setup.name
+        return str(Path(setup.storage.removeprefix("file://")).expanduser().resolve()), setup.name
+    return str(Path(setup.run_dir).resolve()), STORAGE_DIR
+
+
+def trial_resources(setup: SearchSetup, cluster_gpus: float, cpus_per_trial: float = 1.0) -> dict[str, float]:
+    """Ray resources of one trial: CPUs, and GPUs (``--gpus-per-trial`` G, or 1/K for ``--trials-per-gpu``
+    K) when the cluster has GPUs. Ray sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it grants; a trial with
+    several GPUs runs the trainer's DDP over them."""
+    res = {"cpu": float(cpus_per_trial)}
+    if cluster_gpus > 0 and setup.gpus_per_trial > 0:
+        if setup.gpus_per_trial > 1:
+            if setup.trials_per_gpu > 1:
+                raise AutomlError("--gpus-per-trial > 1 and --trials-per-gpu > 1 exclude each other")
+            res["gpu"] = float(setup.gpus_per_trial)
+        else:
+            res["gpu"] = 1.0 / max(1, setup.trials_per_gpu)
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside the trial's Ray worker
+# ------------------------------------------------------------------------------------------------
+class TuneReporter(FileReporter):
+    """The trainer's :class:`~automl.reporting.Reporter` inside a Tune trial.
+
+    Appends to ``metrics.jsonl`` like every reporter, then ``tune.report``s the epoch with a Tune
+    checkpoint holding the trainer's checkpoint for that epoch, so Tune can pause/resume (hyperband),
+    exploit (pbt) and retry (``FailureConfig``) from it.
+
+    Tune ends a trial that its scheduler stops or pauses by raising ``SystemExit`` in the trial's thread
+    from inside ``tune.report``. The driver then writes that trial's ``result.json`` (pruned/paused), so
+    the thread must not write a second, late one (it could land after the trial has already been
+    resumed elsewhere): it parks forever instead, and Tune discards the actor, which ends the process
+    and frees its memory (Tune stops it right away; no epoch runs after the stop).
+    """
+
+    def __init__(self, results_dir: Path, objectives: list[Monitor]):
+        super().__init__(results_dir)
+        self.objectives = objectives
+        self.stop_reason: str | None = None
+        self.ended_by_tune = False
+
+    def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
+
+        super().report(epoch, metrics, checkpoint)
+        result: dict[str, Any] = {}
+        for key, value in metrics.items():
+            with contextlib.suppress(TypeError, ValueError):
+                result[key] = float(value)
+        for m in self.objectives:  # schedulers and searchers need a number: a NaN is the worst value
+            value = result.get(m.metric, float("nan"))
+            if not math.isfinite(value):
+                result[m.metric] = -math.inf if m.mode == "max" else math.inf
+        result["epoch"] = int(epoch)
+        try:
+            if checkpoint is None or not Path(checkpoint).is_file():
+                tune.report(result)
+                return
+            with tempfile.TemporaryDirectory(prefix="automl-tune-ckpt-") as tmp:
+                target = Path(tmp) / "model.ckpt"
+                try:
+                    os.link(checkpoint, target)  # no copy when Tune's storage is on the same disk
+                except OSError:
+                    shutil.copy2(checkpoint, target)
+                (Path(tmp) / "automl.json").write_text(json.dumps({"epoch": int(epoch), "source": str(checkpoint)}))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        except SystemExit:
+            self.ended_by_tune = True
+            threading.Event().wait()  # see the class docstring: never returns
+
+
+def _restore_checkpoint(trial_dir: Path) -> Path | None:
+    """The trainer checkpoint to resume from: Tune's latest checkpoint of this trial (after a pause,
+    a retry, a driver crash, or a PBT exploit of another trial's checkpoint)."""
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None
+    target = trial_dir / "checkpoints" / "resume.ckpt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with ckpt.as_directory() as folder:
+        source = Path(folder) / "model.ckpt"
+        if not source.is_file():
+            return None
+        tmp = target.with_name(".resume.ckpt.tmp")
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
+    """The Tune function trainable: one trial (or one more stretch of it) through ``run_trial``."""
+
+
+    space = job["space"]
+    trial_id = tune.get_context().get_trial_id()
+    number = ray.get(job["numbers"].number.remote(trial_id))
+    trial_dir = rundir.trial_dir(Path(job["run_dir"]), number)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    params = _params_of(space, config)
+    rundir.write_json(trial_dir / "config.json", params)
+    objectives = [Monitor(m, mode) for m, mode in job["objectives"]]
+
+    problems = space.check(params)
+    if problems:  # never train a config that breaks the space's constraints
+        raise _TrialFailed(f"config fails the space's check: {'; '.join(map(str, problems))}")
+
+    if (trial_dir / worker.RESULT).is_file():  # a paused/interrupted trial goes on: keep its totals
+        os.replace(trial_dir / worker.RESULT, trial_dir / worker.PREVIOUS_RESULT)
+    spec = apply_config(job["base_spec"], params)
+    resume = _restore_checkpoint(trial_dir)
+    if resume is not None:
+        spec.setdefault("train", {})["resume_training_checkpoint_path"] = str(resume)
+    reporter = TuneReporter(trial_dir, objectives)
+    result = worker.run_trial(job["model"], spec, trial_dir, reporter, job.get("max_epochs"),
+                              objectives=objectives, config=params,
+                              extra={"number": number, "ray_trial_id": trial_id,
+                                     "node_id": ray.get_runtime_context().get_node_id()})
+    if resume is not None:
+        resume.unlink(missing_ok=True)
+    if result["state"] == FAILED:  # raise so that Tune's FailureConfig retries it from its checkpoint
+        raise _TrialFailed(result.get("reason") or "failed")
+
+
+class _TrialFailed(RuntimeError):
+    """A trial's trainer failed; the message is the reason recorded in ``result.json``."""
+
+
+def _params_of(space: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Tune's config -> the flat dotted trial config."""
+
+    from_ray = getattr(space, "from_ray", None)
+    if callable(from_ray):
+        return dict(from_ray(dict(config)))
+    return flatten(dict(config))
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver side
+# ------------------------------------------------------------------------------------------------
+_LIVE: dict[str, dict[str, Any]] = {}
+"""Live driver objects (tracker, progress, state) by run folder. Tune pickles its callbacks into the
+experiment state for ``Tuner.restore``; they hold only the run folder and find the live objects here."""
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class _TrialNumbers:
+    """Tune trial id -> run-folder trial number, first come first numbered."""
+
+    def __init__(self, mapping: dict[str, int], next_number: int):
+        self.mapping, self.next = dict(mapping), next_number
+
+    def number(self, trial_id: str) -> int:
+        if trial_id not in self.mapping:
+            self.mapping[trial_id] = self.next
+            self.next += 1
+        return self.mapping[trial_id]
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.mapping)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+class RunFolderCallback(tune.Callback):
+    """Forwards Tune's trial events to the tracker/progress hooks and keeps the run folder whole."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+
+    # state lives in _LIVE, not in the pickled callback
+    @property
+    def live(self) -> dict[str, Any]:
+        return _LIVE[self.run_dir]
+
+    def _number(self, trial) -> int:
+        live = self.live
+        if trial.trial_id not in live["numbers"]:
+            live["numbers"][trial.trial_id] = ray.get(live["actor"].number.remote(trial.trial_id))
+            rundir.write_json(Path(live["numbers_path"]), live["numbers"])
+        return live["numbers"][trial.trial_id]
+
+    def _begin(self, trial) -> None:
+        """A stretch of the trial starts: first start, restart after a retry, resume after a pause."""
+        live = self.live
+        if trial.trial_id in live["running"]:
+            return
+        number = self._number(trial)
+        params = _params_of(live["space"], trial.config)
+        tdir = rundir.trial_dir(Path(self.run_dir), number)
+        tdir.mkdir(parents=True, exist_ok=True)
+        if not (tdir / "config.json").exists():
+            rundir.write_json(tdir / "config.json", params)
+        with live["lock"]:
+            taken = {r["slot"] for r in live["running"].values()}
+            slot = next(i for i in range(len(taken) + 1) if i not in taken)
+            live["running"][trial.trial_id] = {"slot": slot, "started": time.time(), "epochs": 0}
+        live["tracker"].trial_started(number, params, tdir)
+        live["progress"].trial_started(number, params, slot)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._begin(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        live = self.live
+        self._begin(trial)  # a paused trial resumed on a reused actor gets no on_trial_start
+        number = self._number(trial)
+        epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        metrics = {k: float(v) for k, v in result.items()
+                   if k not in _TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and k != "epoch"}
+        live["running"][trial.trial_id]["epochs"] += 1
+        live["tracker"].trial_epoch(number, epoch, metrics)
+        live["progress"].trial_epoch(number, epoch, metrics.get(live["monitor"].metric))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, FAILED)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed trial is retried (``FailureConfig``): its stretch ends, the retry starts a new one."""
+        live = self.live
+        stretch = live["running"].pop(trial.trial_id, None)
+        if stretch is not None:
+            live["progress"].message(f"trial {self._number(trial)} failed ({_error_text(trial)}); retrying "
+                                     "from its last checkpoint")
+
+    def on_step_end(self, iteration, trials, **info):
+        live = self.live
+        for trial in trials:  # Tune has no pause hook: watch for trials that became PAUSED
+            if trial.status == Trial.PAUSED and trial.trial_id in live["running"]:
+                self._finish(trial, PAUSED)
+
+    def _finish(self, trial, state: str | None) -> None:
+        """The stretch ends. ``state`` None: Tune says complete (ran to its end, or stopped by the
+        scheduler or the trial timeout); FAILED: errored for good; PAUSED: paused at a rung."""
+        live = self.live
+        with live["lock"]:
+            stretch = live["running"].pop(trial.trial_id, None)
+        if stretch is None:  # this stretch was already recorded
+            return
+        number = self._number(trial)
+        tdir = rundir.trial_dir(Path(self.run_dir), number)
+        written = _read_json(tdir / worker.RESULT)  # run_trial deletes it when a stretch starts
+        if state is None and written.get("state") not in (None, FAILED):
+            result = written  # the trainer returned: its own result is the record
+        else:
+            reason = written.get("reason") if written.get("state") == FAILED else None
+            if state == FAILED and not reason:
+                reason = _error_text(trial)
+            if state is None:
+                limit = live["trial_timeout_s"]
+                done = max(worker.epoch_metrics(tdir), default=-1) + 1
+                if limit and (trial.last_result or {}).get("time_total_s", 0) >= limit:
+                    state, reason = FAILED, "timeout"
+                elif done >= live["max_epochs"]:  # stopped at the last rung: it ran its full budget
+                    state, reason = COMPLETE, None
+                else:
+                    state, reason = PRUNED, STOPPED_REASON
+            result = _driver_result(tdir, number, state, reason, stretch["started"], stretch["epochs"],
+                                    live["objectives"], trial, live["space"])
+            rundir.write_json(tdir / worker.RESULT, result)
+        record = TrialRecord.from_json(result)
+        live["tracker"].trial_finished(number, record.state, record.value, result, tdir)
+        live["progress"].trial_finished(record)
+        with live["lock"]:
+            if record.state == FAILED:
+                live["streak"] += 1
+            elif record.state in (COMPLETE, PRUNED):
+                live["streak"] = 0
+            if live["max_failures_in_row"] and live["streak"] >= live["max_failures_in_row"]:
+                live["stop"] = (f"stopped after {live['streak']} failed trials in a row "
+                                f"(last: {record.reason})")
+        records = rundir.read_trials(Path(self.run_dir))
+        live["tracker"].search_progress([r.to_json() for r in records], _best(records, live["monitor"]))
+
+
+def _callback(run_dir: Path) -> RunFolderCallback:
+    return RunFolderCallback(str(run_dir))
+
+
+_TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "date", "pid", "hostname",
+              "node_ip", "time_since_restore", "iterations_since_restore", "timesteps_since_restore",
+              "timesteps_total", "episodes_total", "done", "trial_id", "experiment_tag", "checkpoint_dir_name",
+              "should_checkpoint", "config"}
+
+
+class FailureStreakStopper(tune.Stopper):
+    """Ends the search after too many failures in a row, and trials past ``--trial-timeout``."""
+
+    def __init__(self, run_dir: str, limit: float | None):
+        self.run_dir, self.limit = run_dir, limit
+
+    def __call__(self, trial_id, result):
+        return bool(self.limit) and result.get("time_total_s", 0) >= self.limit
+
+    def stop_all(self):
+        return bool(_LIVE.get(self.run_dir, {}).get("stop"))
+
+
+def _stopper(run_dir: Path, trial_timeout_s: float | None) -> FailureStreakStopper:
+    return FailureStreakStopper(str(run_dir), trial_timeout_s)
+
+
+def _error_text(trial) -> str:
+    with contextlib.suppress(Exception):
+        error = trial.get_pickled_error() or trial.get_error()
+        if error is not None:
+            text = str(error).strip()
+            # Tune wraps the worker's traceback: keep its last line, which names the cause
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            for line in reversed(lines):
+                if "_TrialFailed" in line:
+                    return line.split("_TrialFailed:", 1)[-1].strip()[:500]
+            return (lines[-1] if lines else text)[:500]
+    return "failed (the trial's Ray worker died)"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _driver_result(tdir: Path, number: int, state: str, reason: str | None, started: float, epochs_now: int,
+                   objectives: list[Monitor], trial, space) -> dict[str, Any]:
+    """``result.json`` for a trial that did not write its own (stopped, paused or crashed)."""
+
+    previous = _read_json(tdir / worker.PREVIOUS_RESULT)
+    epochs = worker.epoch_metrics(tdir)
+    monitor = objectives[0]
+    best, value = worker.best_epoch(epochs, monitor)
+    ckpt = None
+    if best is not None:
+        recorded = [r.get("checkpoint") for r in read_metrics(tdir) if r["epoch"] == best and r.get("checkpoint")]
+        ckpt = recorded[-1] if recorded else None
+    if ckpt and not Path(ckpt).exists():
+        ckpt = None
+    if ckpt and Path(ckpt).name == "last.ckpt" and (tdir / "checkpoints" / "best.ckpt").exists():
+        ckpt = str(tdir / "checkpoints" / "best.ckpt")  # last.ckpt has moved on since that epoch
+    values = None
+    if len(objectives) > 1 and epochs:
+        last = epochs[max(epochs)]
+        values = [clean_float(last.get(m.metric)) for m in objectives]
+    duration = max(0.0, time.time() - started)
+    gpus = float((getattr(trial, "placement_group_factory", None) and _gpus_of(trial)) or 0)
+    last_ckpt = tdir / "checkpoints" / "last.ckpt"
+    return {
+        "number": number,
+        "state": state,
+        "value": value,
+        "values": values,
+        "best_epoch": best,
+        "best_checkpoint": ckpt,
+        "last_checkpoint": str(last_ckpt) if last_ckpt.exists() else None,
+        "epochs_run": int(previous.get("epochs_run", 0)) + int(epochs_now),
+        "epochs_done": (max(epochs) + 1) if epochs else 0,
+        "reason": reason,
+        "duration_s": float(previous.get("duration_s", 0.0)) + duration,
+        "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * gpus,
+        "params": _read_json(tdir / "config.json") or _params_of(space, trial.config),
+        "trial_dir": str(tdir),
+        "extra": {**previous.get("extra", {}), "number": number, "ray_trial_id": trial.trial_id},
+    }
+
+
+def _gpus_of(trial) -> float:
+    with contextlib.suppress(Exception):
+        return float(trial.placement_group_factory.required_resources.get("GPU", 0))
+    return 0.0
+
+
+def _best(records: list[TrialRecord], monitor: Monitor) -> dict[str, Any] | None:
+    done = [r for r in records if r.value is not None and r.state != FAILED]
+    if not done:
+        return None
+    best = done[0]
+    for r in done[1:]:
+        if monitor.better(r.value, best.value):
+            best = r
+    return best.to_json()
+
+
+# ------------------------------------------------------------------------------------------------
+# Search algorithms and schedulers
+# ------------------------------------------------------------------------------------------------
+def _fixed_points(setup: SearchSetup) -> list[dict[str, Any]]:
+    """Trial 0 (the defaults) then the warm-start configs, in the space's Tune form."""
+    points = [dict(setup.space.defaults()), *[dict(c) for c in setup.warm_start_configs]]
+    to_ray_config = getattr(setup.space, "to_ray_config", None)
+    return [to_ray_config(p) if callable(to_ray_config) else p for p in points]
+
+
+class CheckedSearcher(Searcher):
+    """Serves the fixed points first (baseline, warm start), then the inner searcher's suggestions,
+    re-asking it (and telling it the rejected one failed) when a suggestion fails ``space.check``."""
+
+    def __init__(self, inner, space, fixed: list[dict[str, Any]], metric, mode, max_redraws: int = 50):
+        super().__init__(metric=metric, mode=mode)
+        self.inner, self.space, self.fixed = inner, space, list(fixed)
+        self.max_redraws = max_redraws
+        self.fixed_trials: set[str] = set()
+        self.redraws = 0
+
+    def set_search_properties(self, metric, mode, config, **spec):
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id):
+        if self.fixed:
+            self.fixed_trials.add(trial_id)
+            return self.fixed.pop(0)
+        for attempt in range(self.max_redraws + 1):
+            inner_id = trial_id if attempt == 0 else f"{trial_id}-redraw{attempt}"
+            config = self.inner.suggest(inner_id)
+            if config is None or config == Searcher.FINISHED:
+                return config
+            if not self.space.check(_params_of(self.space, config)):
+                if attempt:  # tell Tune's bookkeeping about the id it will report under
+                    self._alias(trial_id, inner_id)
+                return config
+            self.redraws += 1
+            self.inner.on_trial_complete(inner_id, error=True)
+        return config  # the trial records the problems and fails without training
+
+    def _alias(self, trial_id, inner_id):
+        self.__dict__.setdefault("aliases", {})[trial_id] = inner_id
+
+    def _inner_id(self, trial_id):
+        return self.__dict__.get("aliases", {}).get(trial_id, trial_id)
+
+    def on_trial_result(self, trial_id, result):
+        if trial_id not in self.fixed_trials:
+            self.inner.on_trial_result(self._inner_id(trial_id), result)
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        if trial_id not in self.fixed_trials:
+            self.inner.on_trial_complete(self._inner_id(trial_id), result=result, error=error)
+
+    def on_pause(self, trial_id):  # HyperBandForBOHB
+        if hasattr(self.inner, "on_pause") and trial_id not in self.fixed_trials:
+            self.inner.on_pause(self._inner_id(trial_id))
+
+    def on_unpause(self, trial_id):
+        if hasattr(self.inner, "on_unpause") and trial_id not in self.fixed_trials:
+            self.inner.on_unpause(self._inner_id(trial_id))
+
+    def save(self, checkpoint_path):
+
+        with open(checkpoint_path, "wb") as fh:
+            ray.cloudpickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path):
+
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(ray.cloudpickle.load(fh))
+
+
+def _plain_domains(param_space: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``space.to_ray()`` PBT can mutate (sampling domains, not derived values)."""
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    return {k: v for k, v in param_space.items() if isinstance(v, (Float, Integer, Categorical))}
+
+
+class _ExploreRepair:
+    """PBT's ``custom_explore_fn``: keep an explored config that passes ``space.check``; otherwise
+    resample the whole config from the space's always-valid define-by-run sampler."""
+
+    def __init__(self, space, seed: int | None):
+        self.space, self.seed, self.count = space, seed, 0
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        if not self.space.check(_params_of(self.space, config)):
+            return config
+        import optuna
+
+        self.count += 1
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(
+            seed=None if self.seed is None else self.seed + self.count))
+        trial = study.ask()
+        sampled = self.space.suggest(trial) or {}
+        fresh = {**trial.params, **sampled}
+        to_ray_config = getattr(self.space, "to_ray_config", None)
+        fresh = to_ray_config(fresh) if callable(to_ray_config) else fresh
+        return {**config, **{k: v for k, v in fresh.items() if k in config or "." in k}}
+
+
+def build_search(setup: SearchSetup) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(search_alg, scheduler, param_space) for the setup's algorithm."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from automl.search.algorithms import make_sampler
+
+    algorithm, settings, space = setup.algorithm, setup.algorithm_settings, setup.space
+    metric = setup.monitor.metric if not setup.multi_objective else [m.metric for m in setup.objectives]
+    mode = setup.monitor.mode if not setup.multi_objective else [m.mode for m in setup.objectives]
+    eta = int(settings.get("reduction_factor", 3))
+    grace = int(settings.get("min_epochs", 1))
+    max_t = max(1, int(setup.max_epochs))
+    fixed = _fixed_points(setup)
+    Checked = CheckedSearcher
+
+    def optuna_search(name: str):
+        sampler = make_sampler(name, setup.seed, space, len(setup.objectives))
+        # define-by-run: the space's own suggest keeps option weights and conditions
+        inner = OptunaSearch(space=space.suggest, metric=metric, mode=mode, sampler=sampler)
+        return Checked(inner, space, fixed, metric, mode)
+
+    if setup.multi_objective and algorithm not in ("nsga2", "tpe", "random"):
+        raise AutomlError(f"--objectives with several metrics: --algorithm {algorithm} is single-objective "
+                          "with --backend ray; use nsga2, tpe or random")
+    if algorithm in OPTUNA_ALGORITHMS:
+        return optuna_search(algorithm), FIFOScheduler(), None
+    if algorithm == "random":
+        return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
+                                      max_concurrent=setup.workers), FIFOScheduler(), space.to_ray())
+    if algorithm == "asha":
+        return (optuna_search("asha"),
+                ASHAScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
+                              grace_period=min(grace, max_t), reduction_factor=eta), None)
+    if algorithm == "hyperband":
+        # Tune's HyperBand pauses trials at a rung and resumes the promoted ones from their checkpoint
+        return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
+                                      max_concurrent=setup.workers),
+                HyperBandScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
+                                   reduction_factor=eta), space.to_ray())
+    if algorithm == "bohb":
+        from ray.tune.schedulers import HyperBandForBOHB
+        from ray.tune.search.bohb import TuneBOHB
+
+        inner = TuneBOHB(metric=metric, mode=mode, seed=setup.seed)
+        return (Checked(inner, space, fixed, metric, mode),
+                HyperBandForBOHB(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
+                                 reduction_factor=eta), space.to_ray())
+    if algorithm == "pbt":
+        param_space = space.to_ray()
+        mutations = _plain_domains(param_space)
+        if not mutations:
+            raise AutomlError("--algorithm pbt: the space has no parameter PBT can perturb")
+        interval = int(settings.get("perturbation_interval", max(1, max_t // 4)))
+        return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
+                                      max_concurrent=setup.workers),
+                PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=mode,
+                                        perturbation_interval=interval, hyperparam_mutations=mutations,
+                                        custom_explore_fn=_ExploreRepair(space, setup.seed),
+                                        quantile_fraction=float(settings.get("quantile_fraction", 0.25)),
+                                        synch=False),
+                param_space)
+    raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; allowed: {', '.join(RAY_ALGORITHMS)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The backend
+# ------------------------------------------------------------------------------------------------
+class RayBackend(SearchBackend):
+    """``--backend ray [--address auto|HOST:PORT]``: the search as a Ray Tune experiment."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, cpus_per_trial: float | None = None,
+                 max_failures: int | None = None, reuse_actors: bool = True):
+        self.address = address
+        self.cpus_per_trial = cpus_per_trial
+        self.max_failures = max_failures
+        self.reuse_actors = reuse_actors
+
+    # -- pieces -------------------------------------------------------------------------------------
+    def _address(self, setup: SearchSetup) -> str | None:
+        return self.address or setup.algorithm_settings.get("ray_address") or os.environ.get("AUTOML_RAY_ADDRESS")
+
+    def _connect(self, address: str | None):
+
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # the run folder and the tracker are the record: no CSV/JSON/TensorBoard loggers, no console table
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # deliver every epoch at once (schedulers, tracker)
+        kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "log_to_driver": False, "logging_level": "ERROR",
+                                  "configure_logging": True}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # a private single-node Ray for this search
+            ray.init(include_dashboard=False, num_cpus=int(os.environ.get("AUTOML_RAY_NUM_CPUS", os.cpu_count() or 1)),
+                     **kwargs)
+
+    @staticmethod
+    def _cluster_is_multi_host() -> bool:
+
+        local = local_addresses()
+        mine = ray.util.get_node_ip_address()
+        return any(n["Alive"] and n["NodeManagerAddress"] not in local | {mine} for n in ray.nodes())
+
+    # -- run ------------------------------------------------------------------------------------------
+    def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
+
+
+        check_algorithm(setup.algorithm)
+        address = self._address(setup)
+        run_dir = Path(setup.run_dir).resolve()
+        check_storage(run_dir, setup.storage, address_is_remote(address))  # before connecting
+        storage_path, exp_name = storage_location(setup)
+        (run_dir / STORAGE_DIR).mkdir(parents=True, exist_ok=True)
+        numbers_path = run_dir / STORAGE_DIR / NUMBERS_FILE
+
+        self._connect(address)
+        check_storage(run_dir, setup.storage, self._cluster_is_multi_host())
+
+        numbers = {k: int(v) for k, v in _read_json(numbers_path).items()} if setup.resume else {}
+        existing = [int(p.name) for p in rundir.trials_root(run_dir).glob("[0-9]*") if p.name.isdigit()]
+        next_number = max([*numbers.values(), *existing, -1]) + 1
+        actor_name = f"automl-trial-numbers-{abs(hash(str(run_dir))) % 10**10}-{os.getpid()}"
+        actor = _TrialNumbers.options(name=actor_name, namespace=RAY_NAMESPACE).remote(numbers, next_number)
+
+        done_before = [r for r in rundir.read_trials(run_dir) if r.state != "running"] if setup.resume else []
+        objectives = setup.objectives
+        _LIVE[str(run_dir)] = {
+            "tracker": tracker, "progress": progress, "space": setup.space, "actor": actor, "numbers": numbers,
+            "numbers_path": str(numbers_path), "lock": threading.Lock(), "running": {},
+            "workers": setup.workers, "max_epochs": setup.max_epochs, "monitor": setup.monitor, "objectives": objectives, "streak": 0,
+            "max_failures_in_row": setup.max_consecutive_failures, "stop": None,
+            "trial_timeout_s": setup.trial_timeout_s,
+        }
+        progress.start(setup, done_before)
+        job = {"space": setup.space, "numbers": actor, "run_dir": str(run_dir), "model": setup.model,
+               "base_spec": setup.base_spec, "objectives": [(m.metric, m.mode) for m in objectives],
+               "max_epochs": None}
+        resources = trial_resources(setup, float(ray.cluster_resources().get("GPU", 0)),
+                                    self.cpus_per_trial or float(setup.algorithm_settings.get("cpus_per_trial", 1)))
+        trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), resources)
+        experiment = f"{storage_path.rstrip('/')}/{exp_name}"
+        try:
+            if setup.resume and tune.Tuner.can_restore(experiment):
+                tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                           resume_errored=True, param_space=self._param_space(setup))
+                progress.message(f"resuming the Ray Tune experiment in {experiment}")
+            else:
+                tuner = self._new_tuner(setup, trainable, storage_path, exp_name, run_dir)
+            tuner.fit()
+            stop = _LIVE[str(run_dir)].get("stop")
+            if stop:
+                progress.message(stop)
+        finally:
+            with contextlib.suppress(Exception):
+                rundir.write_json(numbers_path, ray.get(actor.snapshot.remote()))
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+            _LIVE.pop(str(run_dir), None)
+        return rundir.read_trials(run_dir)
+
+    def _param_space(self, setup: SearchSetup) -> dict[str, Any] | None:
+        if setup.algorithm in ("random", "hyperband", "bohb", "pbt"):
+            return setup.space.to_ray()
+        return None
+
+    def _new_tuner(self, setup: SearchSetup, trainable, storage_path: str, exp_name: str, run_dir: Path):
+
+        search_alg, scheduler, param_space = build_search(setup)
+        max_failures = self.max_failures
+        if max_failures is None:
+            max_failures = int(setup.algorithm_settings.get("max_failures", 0))
+        # metric/mode live in the searcher and scheduler (Tune refuses them twice)
+        tune_config = tune.TuneConfig(
+            search_alg=search_alg, scheduler=scheduler, num_samples=setup.budget_trials,
+            max_concurrent_trials=setup.workers, time_budget_s=setup.time_budget_s,
+            reuse_actors=self.reuse_actors, trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname)
+        run_config = tune.RunConfig(
+            name=exp_name, storage_path=storage_path, verbose=0, log_to_file=False,
+            callbacks=[_callback(run_dir)], stop=_stopper(run_dir, setup.trial_timeout_s),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            # the latest checkpoint is all Tune needs (pause/resume, retries, PBT); the best epoch's
+            # checkpoint stays in the trial folder for promotion
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)

@@ -1,0 +1,130 @@
+"""``automl train | evaluate | inference | export | gen_trt_engine``: one model action on a spec.
+
+    automl train --model ml_recog -e spec.yaml train.num_epochs=3 --results-dir runs/a --json
+
+``automl train`` is plain training with AutoML off. Every action writes ``<results_dir>/<action>.json``
+and, with ``--json``, prints the same object as the last stdout line. Specs are validated against the
+model's train schema first: a wrong key, type or value is one line naming the key and what is allowed
+(exit status 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from automl import plugins
+from automl.cli import app
+from automl.errors import SpecError
+from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
+
+
+def _is_launched_worker() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they re-run this command line):
+    only global rank 0 writes results, prints JSON or talks to a tracker."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def load_spec(plugin: plugins.TrainerPlugin, action: str, spec_file: Path | None, overrides: list[str] | None,
+              data_dir: Path | None = None) -> tuple[dict[str, Any], str]:
+    """The spec file (or the model's template for ``action``), then ``--data``, then ``key=value`` overrides."""
+    path = spec_file or plugin.spec_template(action)
+    spec = load_yaml(path)
+    if data_dir is not None:
+        keys = plugin.data_keys(data_dir)
+        if action in ("evaluate", "inference") and hasattr(plugin, "evaluation_keys"):
+            keys = plugin.evaluation_keys(data_dir)  # evaluation runs on the classes never trained on
+        spec = apply_config(spec, keys)
+    spec = apply_config(spec, parse_overrides(overrides or []))
+    return spec, str(path)
+
+
+def validate(plugin: plugins.TrainerPlugin, spec: dict[str, Any], source: str) -> None:
+    """Check ``spec`` against the model's train schema; the first problem becomes one error line."""
+    from automl.space import load_schema, validate_spec
+
+    problems = validate_spec(spec, load_schema(plugin.schema_path()), source)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise SpecError(f"{problems[0]}{more}")
+
+
+def results_dir_for(spec: dict[str, Any], action: str, model: str, cli_value: Path | None) -> Path:
+    for value in (cli_value, get_dotted(spec, f"{action}.results_dir"), spec.get("results_dir")):
+        if value and str(value).strip():
+            return Path(str(value))
+    return Path("results") / model / action
+
+
+def start_tracking(model: str, spec: dict[str, Any], results_dir: Path):
+    """Plain training's experiment tracking (one run). Returns an object with ``finish(result)``.
+
+    Hook for the MLflow tracker (:func:`automl.tracking.create_tracker`); until it records plain
+    runs this is a no-op.
+    """
+
+    class _NoTracking:
+        def finish(self, result: dict[str, Any], failed: bool = False) -> None:
+            pass
+
+    return _NoTracking()
+
+
+def run_action(action: str, model: str, spec_file: Path | None, overrides: list[str] | None,
+               results_dir: Path | None, as_json: bool, data_dir: Path | None = None) -> dict[str, Any]:
+    from automl.training.results import write_result
+
+    plugin = plugins.get_trainer(model)
+    spec, source = load_spec(plugin, action, spec_file, overrides, data_dir)
+    validate(plugin, spec, source)
+    out_dir = results_dir_for(spec, action, model, results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    worker = _is_launched_worker()
+    if action == "train":
+        if not worker:
+            dump_yaml(spec, out_dir / "spec.yaml")  # what actually ran, overrides included
+        tracking = None if worker else start_tracking(model, spec, out_dir)
+        try:
+            result = plugin.train(spec, out_dir)
+        except BaseException:
+            if tracking is not None:
+                tracking.finish({}, failed=True)
+            raise
+        if tracking is not None:
+            tracking.finish(result)
+    else:
+        result = plugin.run_action(action, spec, out_dir)
+    result = {"action": action, "model": model, "results_dir": str(out_dir), **result}
+    if not worker:
+        write_result(action, result, out_dir, as_json=as_json)
+    return result
+
+
+def _register(action: str, summary: str) -> None:
+    def command(
+        model: str = typer.Option(..., "--model", "-m", help="Trainer name (see `automl models`)."),
+        experiment_spec: Optional[Path] = typer.Option(None, "--experiment-spec", "-e",
+                                                       help="Spec YAML (default: the model's template for this action)."),
+        overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. train.num_epochs=3."),
+        results_dir: Optional[Path] = typer.Option(None, "--results-dir", "-r", help="Output folder (default: "
+                                                   "the spec's results_dir, else results/<model>/<action>)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="A folder made by `automl data make` "
+                                            "(sets the dataset keys)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on the last line."),
+    ) -> None:
+        result = run_action(action, model, experiment_spec, overrides, results_dir, as_json, data)
+        if not as_json and not _is_launched_worker():
+            typer.echo(f"{action} done: {result['results_dir']}/{action}.json")
+
+    command.__doc__ = summary
+    app.command(action)(command)
+
+
+_register("train", "Train a model on a spec (plain training, AutoML off).")
+_register("evaluate", "Evaluate a checkpoint (retrieval/accuracy metrics).")
+_register("inference", "Run a checkpoint on images and write its predictions.")
+_register("export", "Export a checkpoint to ONNX (dynamic batch) and check it with onnxruntime.")
+_register("gen_trt_engine", "Build a TensorRT engine from an exported ONNX file (needs a GPU).")

@@ -1,0 +1,284 @@
+"""``automl run`` (a search, or plain training with ``--automl off``), ``automl status NAME`` and
+``automl best NAME``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchSetup, TrialRecord
+from automl.cli import app
+from automl.errors import AutomlError
+from automl.search import rundir
+
+
+class LiveProgress(Progress):
+    """A rich live panel on stderr: trials done/running/pruned/failed, best so far, ETA."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+        self.records: dict[int, TrialRecord] = {}
+        self.running: dict[int, dict[str, Any]] = {}
+        self.notes: list[str] = []
+        self.setup: SearchSetup | None = None
+        self.started = time.time()
+
+    def start(self, setup: SearchSetup, done: list[TrialRecord]) -> None:
+        self.setup = setup
+        self.records = {r.number: r for r in done}
+        if self.enabled:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def trial_started(self, number: int, params: dict[str, Any], slot: int) -> None:
+        with self.lock:
+            self.running[number] = {"slot": slot, "epoch": None, "value": None, "since": time.time()}
+            self._refresh()
+
+    def trial_epoch(self, number: int, epoch: int, value: float | None) -> None:
+        with self.lock:
+            if number in self.running:
+                self.running[number].update(epoch=epoch, value=value)
+            self._refresh()
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        with self.lock:
+            self.running.pop(record.number, None)
+            self.records[record.number] = record
+            if not self.enabled:
+                value = "-" if record.value is None else f"{record.value:.4g}"
+                reason = f" ({record.reason})" if record.reason else ""
+                self.console.print(escape(f"trial {record.number}: {record.state} {value}{reason}"))
+            self._refresh()
+
+    def message(self, text: str) -> None:
+        with self.lock:
+            self.notes = (self.notes + [text])[-3:]
+            if not self.enabled:
+                self.console.print(escape(text))
+            self._refresh()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    def _render(self):
+        setup = self.setup
+        recs = list(self.records.values())
+        count = {s: sum(1 for r in recs if r.state == s) for s in (COMPLETE, PRUNED, PAUSED, FAILED)}
+        sign = -1.0 if setup and setup.monitor.mode == "max" else 1.0
+        valued = [r for r in recs if r.value is not None and r.state in (COMPLETE, PAUSED, PRUNED)]
+        best = min(valued, key=lambda r: sign * r.value) if valued else None
+        elapsed = time.time() - self.started
+        finished = sum(count.values())
+        budget = setup.budget_trials if setup else 0
+        eta = ""
+        if finished and budget > finished:
+            per = elapsed / finished
+            eta = f"  ETA ~{per * (budget - finished) / max(1, len(setup.slots)):.0f}s"
+        head = Text.assemble(
+            (f"{setup.name if setup else ''}  ", "bold"),
+            f"{finished}/{budget} done  ", (f"{len(self.running)} running  ", "cyan"),
+            (f"{count[COMPLETE]} complete  ", "green"), (f"{count[PRUNED]} pruned  ", "yellow"),
+            (f"{count[PAUSED]} paused  ", "blue"), (f"{count[FAILED]} failed", "red"),
+            f"  elapsed {elapsed:.0f}s{eta}")
+        best_line = Text(f"best so far: trial {best.number}  {setup.monitor.metric} = {best.value:.4g}"
+                         if best else "best so far: -")
+        table = Table(show_header=True, header_style="bold", box=None)
+        for col in ("trial", "slot", "epoch", "value", "for"):
+            table.add_column(col)
+        for number, info in sorted(self.running.items()):
+            table.add_row(str(number), str(info["slot"]), "-" if info["epoch"] is None else str(info["epoch"]),
+                          "-" if info["value"] is None else f"{info['value']:.4g}", f"{time.time() - info['since']:.0f}s")
+        return Group(head, best_line, table, *[Text(n, style="dim") for n in self.notes])
+
+
+def _settings(items: list[str]) -> dict[str, Any]:
+    from automl.spec import parse_value
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AutomlError(f"--setting '{item}': expected KEY=VALUE, e.g. reduction_factor=3")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+@app.command("run", context_settings={"allow_extra_args": False})
+def run(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Spec overrides KEY=VALUE (fixed, not searched)."),
+    model: str = typer.Option(..., "--model", "-m", help="Registered trainer (see `automl models`)."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Trials to run, trial 0 (baseline) included. Default 10."),
+    spec: Optional[str] = typer.Option(None, "--spec", "-e", help="Spec YAML (TAO layout) every trial starts from."),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm", "-a",
+                                            help="tpe, gp, random, grid, cmaes, qmc, nsga2, asha, hyperband, bohb, pbt (TAO: bayesian ...)."),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", help="Algorithm setting KEY=VALUE: min_epochs, reduction_factor, population, perturbation_interval, pruner."),
+    objectives: Optional[str] = typer.Option(None, "--objectives", help="'metric:max,latency_ms:min' (multi-objective: nsga2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Trials at a time (default: one per GPU slot, or 1)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1,2,3 (default: all; 'none' for CPU)."),
+    gpus_per_trial: int = typer.Option(1, "--gpus-per-trial", help="GPUs per trial (the trainer's DDP)."),
+    trials_per_gpu: int = typer.Option(1, "--trials-per-gpu", help="Trials packed on one GPU."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Study storage URL (default: journal file in the run folder)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed."),
+    name: Optional[str] = typer.Option(None, "--name", help="Search name (folder under --output)."),
+    output: str = typer.Option("runs", "--output", "-o", help="Where run folders go."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset folder made by `automl data make` (default: demo data)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search --name after a stop or crash."),
+    as_json: bool = typer.Option(False, "--json", help="Last stdout line: one JSON summary."),
+    automl: str = typer.Option("on", "--automl", help="'off' = plain training with the spec as given."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds after which no new trial starts."),
+    trial_timeout: Optional[float] = typer.Option(None, "--trial-timeout", help="Seconds after which a trial is killed (failed)."),
+    max_failures: int = typer.Option(5, "--max-failures", help="Stop after this many failed trials in a row (0: never)."),
+    reeval_top: int = typer.Option(0, "--reeval-top", help="Re-train the top K with more seeds before choosing."),
+    reeval_seeds: int = typer.Option(2, "--reeval-seeds", help="Extra seeds per re-evaluated trial."),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Seed with the best configs of an earlier run (name or path)."),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep losing trials' checkpoints."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: a store in the run folder)."),
+    backend: str = typer.Option("optuna", "--backend", help="optuna (embedded) or ray."),
+    no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
+) -> None:
+    """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
+    from automl.search.controller import resolve_setup, run_search, train_plain
+
+    console = Console(stderr=True)
+    command = "automl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if automl.lower() in ("off", "false", "no", "0"):
+        out = train_plain(model=model, spec_file=spec, overrides=list(overrides or []), output=output, name=name, data=data)
+        print(json.dumps(out, default=str) if as_json else f"trained: {out['results_dir']}")
+        return
+    if automl.lower() not in ("on", "true", "yes", "1"):
+        raise AutomlError(f"--automl '{automl}': allowed: on, off")
+    setup = resolve_setup(model=model, budget=budget, spec_file=spec, overrides=list(overrides or []),
+                          algorithm=algorithm, workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
+                          trials_per_gpu=trials_per_gpu, storage=storage, seed=seed, name=name, output=output,
+                          data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
+                          objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
+                          max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
+    console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
+                  f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
+    progress = LiveProgress(console)
+    summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_top, reeval_seeds=reeval_seeds,
+                         promote_best=not no_promote, tracking_uri=tracking_uri)
+    _print_summary(summary, console)
+    if as_json:
+        print(json.dumps(summary, default=str))
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def _print_summary(summary: dict[str, Any], console: Console) -> None:
+    best, base = summary.get("best"), summary.get("baseline")
+    if summary.get("stopped_reason"):
+        console.print(f"[yellow]{escape(summary['stopped_reason'])}[/]")
+    c = summary["counts"]
+    console.print(f"{summary['trials_used']} trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed; "
+                  f"{summary['epochs_run_total']} epochs, {summary['gpu_hours']:.3g} GPU-hours")
+    if base:
+        console.print(f"baseline (trial 0): {summary['monitor']} = {_fmt(base['value'])}")
+    if best:
+        gain = summary.get("improvement_over_baseline")
+        console.print(f"best: trial {best['number']} epoch {best['best_epoch']}: {summary['monitor']} = {_fmt(best['value'])}"
+                      + (f" ({gain:+.4g} vs baseline)" if gain is not None else ""))
+        promo = summary.get("promotion") or {}
+        for step in ("checkpoint", "evaluate", "export", "tensorrt"):
+            info = promo.get(step)
+            if info:
+                console.print(f"  {step}: {info.get('status')}" + (f" ({escape(str(info.get('reason')))})" if info.get("reason") else ""))
+    else:
+        console.print("[red]no trial produced a value[/]")
+
+
+def _trials_table(run_dir: Path) -> Table:
+    header = rundir.read_search(run_dir)
+    records = rundir.read_trials(run_dir)
+    table = Table(title=f"{header['name']} ({header['model']}, {header['algorithm']}, budget {header['budget_trials']})")
+    names = sorted({k for r in records for k in r.params})
+    for col in ("trial", "state", "value", "best epoch", "epochs", "time s", *[n.rsplit(".", 1)[-1] for n in names], "reason"):
+        table.add_column(col)
+    style = {COMPLETE: "green", PRUNED: "yellow", FAILED: "red", PAUSED: "blue", "running": "cyan"}
+    for r in records:
+        table.add_row(str(r.number), Text(r.state, style=style.get(r.state, "")), _fmt(r.value), _fmt(r.best_epoch),
+                      str(r.epochs_done), f"{r.duration_s:.1f}", *[_fmt(r.params.get(n)) for n in names], r.reason or "")
+    return table
+
+
+@app.command("status")
+def status(
+    name: str = typer.Argument(..., help="Search name (under --output) or run folder."),
+    output: str = typer.Option("runs", "--output", "-o"),
+    watch: bool = typer.Option(False, "--watch", help="Refresh live until the search ends (Ctrl-C to leave)."),
+    interval: float = typer.Option(2.0, "--interval"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show the trials table of a search (live with --watch)."""
+    run_dir = rundir.find_run(name, output)
+    if as_json:
+        print(json.dumps({"name": name, "run_dir": str(run_dir),
+                          "trials": [r.to_json() for r in rundir.read_trials(run_dir)]}, default=str))
+        return
+    console = Console()
+    if not watch:
+        console.print(_trials_table(run_dir))
+        return
+    with Live(_trials_table(run_dir), console=console, refresh_per_second=1) as live:
+        try:
+            while not (run_dir / "best" / "summary.json").exists():
+                time.sleep(interval)
+                live.update(_trials_table(run_dir))
+            live.update(_trials_table(run_dir))
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("best")
+def best(
+    name: str = typer.Argument(..., help="Search name (under --output) or run folder."),
+    output: str = typer.Option("runs", "--output", "-o"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print the winner of a finished search: its values, config, checkpoint and promotion results."""
+    run_dir = rundir.find_run(name, output)
+    path = run_dir / "best" / "summary.json"
+    if not path.is_file():
+        raise AutomlError(f"search '{name}' has not finished (no {path}); see `automl status {name}`")
+    summary = rundir.read_json(path)
+    if as_json:
+        print(json.dumps({k: summary.get(k) for k in ("name", "monitor", "mode", "baseline", "best",
+                                                        "improvement_over_baseline", "promotion", "pareto_front")}, default=str))
+        return
+    console = Console()
+    b = summary.get("best")
+    if not b:
+        raise AutomlError(f"search '{name}' has no best trial (every trial failed?)")
+    console.print(f"[bold]trial {b['number']}[/] (epoch {b['best_epoch']}): {summary['monitor']} = {_fmt(b['value'])}"
+                  f"  baseline {_fmt((summary.get('baseline') or {}).get('value'))}")
+    for key, value in sorted((b.get("params") or {}).items()):
+        console.print(f"  {key} = {value}")
+    console.print(f"checkpoint: {run_dir / 'best' / 'model.ckpt'}")
+    for step, info in (summary.get("promotion") or {}).items():
+        if isinstance(info, dict):
+            console.print(f"{step}: {info.get('status')}" + (f" ({escape(str(info['reason']))})" if info.get("reason") else ""))

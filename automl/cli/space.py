@@ -1,0 +1,141 @@
+"""``automl space``: show and sample the search space compiled from a train schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from automl.cli import app
+from automl.errors import AutomlError
+
+space_app = typer.Typer(name="space", help="Compile a train schema into a search space: show it, sample it.",
+                        no_args_is_help=True)
+app.add_typer(space_app, name="space")
+
+BACKENDS = ("optuna", "ray", "numpy")
+LOG_RULE = ("log-scale rule: a number with default d > 0 whose schema range [lo, hi] spans >= 100x (lo <= 0 counts "
+            "as infinite) is searched log-uniformly on [max(lo, d/100), min(hi, 100 d)], unless lo <= 0 and "
+            "d >= 0.05 hi (probabilities, momenta, factors stay linear); plain ints with a finite maximum alike; an "
+            "Infinity maximum on an int searches [min, max(4 d, 2 min, 16)]. Overrides and an explicit \"scale\" win.")
+
+
+def _schema_path(model: str | None, schema: Path | None) -> Path:
+    if (model is None) == (schema is None):
+        raise AutomlError("give exactly one of --model NAME or --schema FILE")
+    if schema is not None:
+        return schema
+    from automl import plugins
+
+    return Path(plugins.get_trainer(model).schema_path())
+
+
+def _compile(model: str | None, schema: Path | None, include: str | None):
+    from automl.space import compile_space, load_schema
+
+    names = [s.strip() for s in include.split(",") if s.strip()] if include else None
+    return compile_space(load_schema(_schema_path(model, schema)), include=names)
+
+
+@space_app.command("show")
+def show(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A registered trainer (uses its schema)."),
+    schema: Optional[Path] = typer.Option(None, "--schema", "-s", help="A train schema JSON file."),
+    include: Optional[str] = typer.Option(None, "--include", help="Comma-separated dotted names to search instead of the schema's defaults."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    show_all: bool = typer.Option(False, "--all", help="List every skipped parameter, not only counts by reason."),
+) -> None:
+    """Every searched parameter (type, range or choices, scale, weights, condition) and what was skipped."""
+    space = _compile(model, schema, include)
+    if as_json:
+        print(json.dumps({"schema": space.schema_path, "params": space.describe(),
+                          "skipped": [{"name": n, "reason": r} for n, r in space.skipped],
+                          "warnings": space.warnings}, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"search space: {space.schema_path} ({len(space)} searched)", show_lines=False)
+    for col in ("name", "type", "range / choices", "scale", "weights", "condition"):
+        table.add_column(col, overflow="fold")
+    for row in space.describe():
+        table.add_row(*(escape(str(row[k])) for k in ("name", "type", "range", "scale", "weights", "condition")))
+    console.print(table)
+    console.print(escape(LOG_RULE), style="dim")
+    if show_all:
+        skipped = Table(title=f"skipped ({len(space.skipped)})")
+        skipped.add_column("name", overflow="fold")
+        skipped.add_column("reason", overflow="fold")
+        for name, reason in space.skipped:
+            skipped.add_row(escape(name), escape(reason))
+        console.print(skipped)
+    else:
+        counts = Counter(_reason_kind(r) for _, r in space.skipped)
+        console.print(f"skipped {len(space.skipped)} parameters (--all lists them):")
+        for reason, n in counts.most_common():
+            console.print(f"  {n:4d}  {reason}")
+    for warning in space.warnings:
+        console.print(f"[yellow]schema warning:[/yellow] {warning}")
+
+
+def _reason_kind(reason: str) -> str:
+    if reason.startswith("under disabled collection"):
+        return "under a disabled collection"
+    if reason.startswith("named in automl_disabled_parameters"):
+        return "named in automl_disabled_parameters"
+    return reason
+
+
+@space_app.command("sample")
+def sample(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A registered trainer (uses its schema)."),
+    schema: Optional[Path] = typer.Option(None, "--schema", "-s", help="A train schema JSON file."),
+    include: Optional[str] = typer.Option(None, "--include", help="Comma-separated dotted names to search."),
+    n: int = typer.Option(10, "--n", "-n", min=1, help="How many configs."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical output."),
+    backend: str = typer.Option("optuna", "--backend", help="optuna (RandomSampler, define-by-run), ray "
+                                "(Ray Tune's variant generator on to_ray()) or numpy."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per line."),
+) -> None:
+    """Sample N configs, one JSON object per line mapping each searched dotted name to its value."""
+    if backend not in BACKENDS:
+        raise AutomlError(f"--backend '{backend}' is not known; allowed: {', '.join(BACKENDS)}")
+    if fmt != "jsonl":
+        raise AutomlError(f"--format '{fmt}' is not known; allowed: jsonl")
+    space = _compile(model, schema, include)
+    configs = sample_configs(space, n, seed, backend)
+    out = sys.stdout
+    for config in configs:
+        problems = space.check(config)
+        if problems:  # never print an invalid config as if it were usable
+            raise AutomlError(f"internal error: sampled config violates constraints: {problems[0]}")
+        out.write(json.dumps(config) + "\n")
+    out.flush()
+
+
+def sample_configs(space, n: int, seed: int, backend: str) -> list[dict]:
+    if backend == "optuna":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        configs = []
+        for _ in range(n):
+            trial = study.ask()
+            configs.append(space.suggest(trial))
+            study.tell(trial, 0.0)
+        return configs
+    if backend == "ray":
+        from automl.space.ray_adapter import sample_ray
+
+        return sample_ray(space, n, seed)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [space.sample(rng) for _ in range(n)]

@@ -1,0 +1,303 @@
+"""The search controller: resolve a command into a :class:`SearchSetup`, write the run folder header,
+run a backend, promote the winner.
+
+    schema -> SearchSpace -> (backend: trial config -> spec -> worker -> trainer) -> records -> best/
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from automl.backends.base import COMPLETE, Progress, SearchSetup, TrialRecord
+from automl.errors import AutomlError
+from automl.plugins import Monitor, get_trainer
+from automl.search import rundir
+from automl.search.algorithms import TAO_SETTINGS, canonical
+from automl.search.slots import make_slots, parse_gpus
+from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
+
+DEFAULT_MAX_FAILURES = 5
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_objectives(text: str | None, plugin: Any) -> list[Monitor]:
+    """``"val Precision at Rank 1:max,latency_ms:min"`` -> monitors (metric names may contain spaces)."""
+    if not text:
+        return [plugin.monitor]
+    out = []
+    for part in text.split(","):
+        metric, sep, mode = part.strip().rpartition(":")
+        if not sep or mode not in ("max", "min") or not metric.strip():
+            raise AutomlError(f"--objectives '{part.strip()}': expected METRIC:max or METRIC:min, "
+                              f"e.g. '{plugin.monitor.metric}:{plugin.monitor.mode},latency_ms:min'")
+        known = {plugin.monitor.metric, *plugin.metrics}
+        if metric.strip() not in known:
+            raise AutomlError(f"--objectives: model '{plugin.name}' reports no metric '{metric.strip()}'; "
+                              f"available: {', '.join(sorted(known))}")
+        out.append(Monitor(metric.strip(), mode))  # type: ignore[arg-type]
+    return out
+
+
+def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """TAO's AutoML settings may come in the spec (top level or under ``automl:``) or as overrides."""
+    found: dict[str, Any] = {}
+    section = spec.pop("automl", None)
+    if isinstance(section, dict):
+        for key, value in section.items():
+            found[key if key.startswith("automl_") else f"automl_{key}"] = value
+    for key in list(spec):
+        if key.startswith("automl_"):
+            found[key] = spec.pop(key)
+    for key in list(overrides):
+        bare = key.removeprefix("automl.")
+        if bare.startswith("automl_") or key.startswith("automl."):
+            found[bare if bare.startswith("automl_") else f"automl_{bare}"] = overrides.pop(key)
+    out = {}
+    for key, value in found.items():
+        if key == "automl_algorithm":
+            out["algorithm"] = value
+        elif key in TAO_SETTINGS:
+            out[TAO_SETTINGS[key]] = value
+        elif key in ("automl_enabled",):
+            out["enabled"] = value
+        else:
+            out[key.removeprefix("automl_")] = value
+    return out
+
+
+def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mapping[str, Any]):
+    """The model's search space with the base spec as the fixed values (the baseline) and the names the
+    user pinned with ``key=value`` taken out of the search."""
+    from automl.space import compile_space, load_schema
+
+    schema = load_schema(plugin.schema_path())
+    space = compile_space(schema, fixed=dict(base_spec))
+    if any(name in space.names for name in pinned):
+        include = [n for n in space.names if n not in pinned]
+        space = compile_space(schema, include=include, fixed=dict(base_spec))
+    return space
+
+
+def resolve_setup(
+    *,
+    model: str,
+    budget: int | None = None,
+    spec_file: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    algorithm: str | None = None,
+    workers: int | None = None,
+    gpus: str | None = None,
+    gpus_per_trial: int = 1,
+    trials_per_gpu: int = 1,
+    storage: str | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+    output: str | Path = "runs",
+    data: str | None = None,
+    resume: bool = False,
+    time_budget: float | None = None,
+    trial_timeout: float | None = None,
+    objectives: str | None = None,
+    warm_start: str | None = None,
+    keep_checkpoints: bool = False,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    settings: Mapping[str, Any] | None = None,
+    command: str | None = None,
+) -> SearchSetup:
+    """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet)."""
+    plugin = get_trainer(model)
+    output = Path(output).resolve()
+    if resume and not name:
+        raise AutomlError("--resume needs --name NAME (the search to continue)")
+    user_overrides = parse_overrides(overrides)
+
+    if resume:
+        run_dir = output / name
+        header = rundir.read_search(run_dir)
+        if header.get("model") != model:
+            raise AutomlError(f"--resume: search '{name}' ran model '{header.get('model')}', not '{model}'")
+        from automl.space import SearchSpace
+
+        space = SearchSpace.from_json(json.loads((run_dir / "space.json").read_text()))
+        base_spec = load_yaml(run_dir / "base_spec.yaml")
+        return SearchSetup(
+            name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
+            space_path=run_dir / "space.json", algorithm=header["algorithm"],
+            algorithm_settings=header.get("algorithm_settings", {}),
+            budget_trials=int(budget if budget is not None else header["budget_trials"]),
+            time_budget_s=time_budget if time_budget is not None else header.get("time_budget_s"),
+            workers=len(slots := make_slots(workers or header.get("workers"), parse_gpus(gpus), gpus_per_trial, trials_per_gpu)),
+            slots=slots, gpus=sorted({g for s in slots for g in s["gpus"]}), gpus_per_trial=gpus_per_trial,
+            trials_per_gpu=trials_per_gpu, seed=header.get("seed"),
+            objectives=[Monitor(o["metric"], o["mode"]) for o in header["objectives"]],
+            max_epochs=int(header["max_epochs"]), storage=header.get("storage"),
+            trial_timeout_s=trial_timeout if trial_timeout is not None else header.get("trial_timeout_s"),
+            max_consecutive_failures=max_failures, resume=True,
+            keep_checkpoints=keep_checkpoints or bool(header.get("keep_checkpoints")),
+            command=command or " ".join(shlex.quote(a) for a in sys.argv))
+
+    base_spec = load_yaml(plugin.spec_template("train"))
+    user_spec: dict[str, Any] = {}
+    if spec_file:
+        user_spec = load_yaml(spec_file)
+    tao = _pop_tao_settings(user_spec, user_overrides)
+    base_spec = deep_merge(base_spec, user_spec)
+    settings = {**tao, **dict(settings or {})}
+
+    if data:
+        data_path = Path(data)
+        if not data_path.is_dir():
+            raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
+        base_spec = apply_config(base_spec, plugin.data_keys(data_path))
+    elif not spec_file:
+        base_spec = apply_config(base_spec, plugin.demo_data(output / ".demo_data" / model))
+    if "max_epochs" in settings:
+        user_overrides.setdefault("train.num_epochs", int(settings.pop("max_epochs")))
+    base_spec = apply_config(base_spec, user_overrides)
+
+    algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
+    settings.pop("algorithm", None)
+    if budget is None:
+        budget = int(settings.pop("budget", 10))
+    settings.pop("budget", None)
+    if budget < 1:
+        raise AutomlError(f"--budget {budget}: must be at least 1")
+    max_epochs = get_dotted(base_spec, "train.num_epochs")
+    if not isinstance(max_epochs, int) or max_epochs < 1:
+        raise AutomlError(f"train.num_epochs = {max_epochs!r} in the spec: must be a positive integer")
+    objectives_list = parse_objectives(objectives, plugin)
+    if len(objectives_list) > 1 and algorithm not in ("nsga2", "random", "tpe", "qmc"):
+        raise AutomlError(f"--objectives with {len(objectives_list)} metrics needs --algorithm nsga2 (or tpe, random, qmc); "
+                          f"'{algorithm}' optimises one metric")
+
+    # values the user fixed on the command line or in the spec are not searched
+    space = compile_model_space(plugin, base_spec, user_overrides)
+
+    slots = make_slots(workers, parse_gpus(gpus), gpus_per_trial, trials_per_gpu)
+    name = name or f"{model}-{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = output / name
+    if (run_dir / rundir.SEARCH_JSON).exists():
+        raise AutomlError(f"{run_dir} already holds a search; add --resume to continue it or pick another --name")
+
+    warm_configs: list[dict[str, Any]] = []
+    if warm_start:
+        warm_configs = warm_start_configs(warm_start, output, space, settings.pop("warm_start_top", 3))
+
+    return SearchSetup(
+        name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
+        space_path=run_dir / "space.json", algorithm=algorithm, algorithm_settings=settings,
+        budget_trials=budget, time_budget_s=time_budget, workers=len(slots), slots=slots,
+        gpus=sorted({g for s in slots for g in s["gpus"]}), gpus_per_trial=gpus_per_trial,
+        trials_per_gpu=trials_per_gpu, seed=seed, objectives=objectives_list, max_epochs=max_epochs,
+        storage=storage, trial_timeout_s=trial_timeout, max_consecutive_failures=max_failures,
+        warm_start_configs=warm_configs, resume=False, keep_checkpoints=keep_checkpoints,
+        command=command or " ".join(shlex.quote(a) for a in sys.argv))
+
+
+def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> list[dict[str, Any]]:
+    """The best ``top`` configs of an earlier run that are valid in this space."""
+    other_dir = rundir.find_run(other, output)
+    header = rundir.read_search(other_dir)
+    mode = (header.get("objectives") or [{"mode": "max"}])[0]["mode"]
+    sign = -1.0 if mode == "max" else 1.0
+    done = [r for r in rundir.read_trials(other_dir) if r.state == COMPLETE and r.value is not None]
+    out = []
+    for record in sorted(done, key=lambda r: sign * r.value):
+        config = {k: v for k, v in record.params.items() if k in set(space.names)}
+        if config and not space.check({**space.defaults(), **config}) and config not in out:
+            out.append({**space.defaults(), **config})
+        if len(out) >= int(top):
+            break
+    if not out:
+        raise AutomlError(f"--warm-start {other}: that search has no completed trial valid in this space")
+    return out
+
+
+def write_header(setup: SearchSetup) -> None:
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    header = setup.to_json() | {"backend": None, "created": time.time()}
+    path = setup.run_dir / rundir.SEARCH_JSON
+    if setup.resume and path.exists():
+        old = rundir.read_json(path)
+        header = old | {"budget_trials": setup.budget_trials, "resumed": old.get("resumed", 0) + 1,
+                        "last_command": setup.command}
+    rundir.write_json(path, header)
+    if not setup.resume:
+        dump_yaml(setup.base_spec, setup.run_dir / "base_spec.yaml")
+        rundir.write_json(setup.space_path, setup.space.to_json())
+
+
+def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = None, progress: Progress | None = None,
+               reeval_top: int = 0, reeval_seeds: int = 2, promote_best: bool = True,
+               tracking_uri: str | None = None) -> dict[str, Any]:
+    """Run the search end to end and return the summary."""
+    from automl.backends import get_backend
+    from automl.search.promote import finish_search
+    from automl.tracking import create_tracker
+
+    started = time.time()
+    progress = progress or Progress()
+    engine = get_backend(backend)
+    write_header(setup)
+    header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
+    header["backend"] = backend
+    rundir.write_json(setup.run_dir / rundir.SEARCH_JSON, header)
+    tracker = tracker or create_tracker(setup.run_dir, tracking_uri)
+    tracker.start_search(setup.run_dir, {
+        "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
+        "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,
+        "mode": setup.monitor.mode, "resumed": setup.resume, "base_spec": str(setup.run_dir / "base_spec.yaml"),
+        "space": str(setup.space_path), "workers": setup.workers, "slots": setup.slots})
+    records: list[TrialRecord] = []
+    try:
+        records = engine.run(setup, tracker, progress)
+    finally:
+        progress.stop()
+        if not records:  # interrupted: keep what is on disk visible in summary.csv
+            on_disk = rundir.read_trials(setup.run_dir)
+            if on_disk:
+                rundir.write_summary_csv(setup.run_dir, on_disk)
+    return finish_search(setup, records, tracker=tracker, progress=progress, stop_reason=engine.stop_reason,
+                         reeval_top=reeval_top, reeval_seeds=reeval_seeds, promote_best=promote_best,
+                         started=started)
+
+
+def train_plain(*, model: str, spec_file: str | None, overrides: list[str], output: str | Path,
+                name: str | None, data: str | None) -> dict[str, Any]:
+    """``--automl off``: one training run with the spec as given, in this process."""
+    from automl.reporting import FileReporter
+
+    plugin = get_trainer(model)
+    output = Path(output).resolve()
+    spec = load_yaml(plugin.spec_template("train"))
+    if spec_file:
+        user = load_yaml(spec_file)
+        _pop_tao_settings(user, {})
+        spec = deep_merge(spec, user)
+    if data:
+        spec = apply_config(spec, plugin.data_keys(Path(data)))
+    elif not spec_file:
+        spec = apply_config(spec, plugin.demo_data(output / ".demo_data" / model))
+    spec = apply_config(spec, parse_overrides(overrides))
+    results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
+    results.mkdir(parents=True, exist_ok=True)
+    dump_yaml(spec, results / "spec.yaml")
+    out = plugin.train(spec, results, FileReporter(results), None) or {}
+    rundir.write_json(results / "train.json", out)
+    return {"results_dir": str(results), **out}

@@ -1,0 +1,119 @@
+"""The run folder (ARCHITECTURE.md), written and read the same way by every backend.
+
+    <output>/<name>/search.json, base_spec.yaml, space.json, journal|study.db,
+    trials/<number:04d>/{config.json, spec.yaml, metrics.jsonl, result.json, train.log, checkpoints/},
+    best/, summary.csv
+
+Each trial folder is self-describing: ``result.json`` is written last and atomically, so a folder
+without it is a trial that was interrupted (its ``metrics.jsonl`` and ``checkpoints/last.ckpt`` say how
+far it got).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from automl.backends.base import TrialRecord
+from automl.errors import AutomlError
+
+SEARCH_JSON = "search.json"
+
+
+def trials_root(run_dir: Path) -> Path:
+    return Path(run_dir) / "trials"
+
+
+def trial_dir(run_dir: Path, number: int) -> Path:
+    return trials_root(run_dir) / f"{number:04d}"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (a killed writer leaves the old file or none, never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_default, allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def clean_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_search(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SEARCH_JSON
+    if not path.is_file():
+        raise AutomlError(f"{run_dir}: not a search run folder (no {SEARCH_JSON})")
+    return read_json(path)
+
+
+def find_run(name_or_path: str, output: str | Path = "runs") -> Path:
+    """A run folder from a name under ``output`` or a path."""
+    for candidate in (Path(name_or_path), Path(output) / name_or_path):
+        if (candidate / SEARCH_JSON).is_file():
+            return candidate.resolve()
+    raise AutomlError(f"no search named '{name_or_path}' under {output} (looked for {Path(output) / name_or_path / SEARCH_JSON})")
+
+
+def read_trial(run_dir: Path, number: int) -> TrialRecord | None:
+    """The trial's record from ``result.json`` (None if the trial never finished)."""
+    path = trial_dir(run_dir, number) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        return TrialRecord.from_json(read_json(path))
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def read_trials(run_dir: Path) -> list[TrialRecord]:
+    """Every trial folder of a run, by number; unfinished ones come back as ``running``."""
+    from automl.reporting import read_metrics
+
+    out = []
+    root = trials_root(run_dir)
+    if not root.is_dir():
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        number = int(folder.name)
+        record = read_trial(run_dir, number)
+        if record is None:
+            params = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+            record = TrialRecord(number=number, state="running", params=params, trial_dir=str(folder),
+                                 epochs_done=len({m["epoch"] for m in read_metrics(folder)}))
+        out.append(record)
+    return out
+
+
+def write_summary_csv(run_dir: Path, records: list[TrialRecord]) -> Path:
+    path = Path(run_dir) / "summary.csv"
+    names = sorted({k for r in records for k in r.params})
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["number", "state", "value", "best_epoch", "epochs_run", "duration_s", "gpu_seconds", "reason", *names])
+        for r in sorted(records, key=lambda r: r.number):
+            writer.writerow([r.number, r.state, r.value, r.best_epoch, r.epochs_run, round(r.duration_s, 3),
+                             round(r.gpu_seconds, 3), r.reason or "", *[r.params.get(n, "") for n in names]])
+    return path

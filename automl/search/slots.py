@@ -1,0 +1,117 @@
+"""Slots: how many trials run at once and which GPUs each one sees.
+
+A slot is one concurrent trial. Its GPUs reach the trial through ``CUDA_VISIBLE_DEVICES`` (set in the
+environment of the slot's worker process), so a trainer simply uses ``cuda:0..G-1``; a multi-GPU slot
+is used by the trainer's DDP. Without GPUs every slot is a CPU slot (``CUDA_VISIBLE_DEVICES=""`` so a
+stray ``.cuda()`` fails fast instead of fighting for a device).
+
+The GPU inventory comes from :func:`gpu_inventory`; tests and dry runs simulate one with
+``AUTOML_SIMULATED_GPUS`` ("4" or "0,1,2,3"). This machine has no GPU, so the real-inventory path
+(``torch.cuda.device_count()``, then ``nvidia-smi -L``) is exercised only on GPU hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from automl.errors import AutomlError
+
+SIMULATED_ENV = "AUTOML_SIMULATED_GPUS"
+
+
+def gpu_inventory() -> list[int]:
+    """The GPU indices this host offers (honours an existing ``CUDA_VISIBLE_DEVICES`` via torch)."""
+    simulated = os.environ.get(SIMULATED_ENV)
+    if simulated is not None:
+        simulated = simulated.strip()
+        if not simulated:
+            return []
+        if "," in simulated or not simulated.isdigit():
+            return [int(x) for x in simulated.split(",") if x.strip()]
+        return list(range(int(simulated)))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return list(range(torch.cuda.device_count()))
+        return []
+    except Exception:  # torch without CUDA support, or a broken driver
+        pass
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+            return [i for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return []
+
+
+def parse_gpus(text: str | None) -> list[int] | None:
+    """``"0,1,2,3"`` -> ``[0, 1, 2, 3]``; ``None``/``""``/``"auto"`` -> None (use the inventory);
+    ``"none"`` -> ``[]`` (CPU only)."""
+    if text is None or text.strip() in ("", "auto"):
+        return None
+    if text.strip().lower() in ("none", "cpu"):
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise AutomlError(f"--gpus '{text}': expected GPU indices like 0,1,2,3, 'auto' or 'none'") from None
+
+
+def make_slots(
+    workers: int | None = None,
+    gpus: list[int] | None = None,
+    gpus_per_trial: int = 1,
+    trials_per_gpu: int = 1,
+    inventory: list[int] | None = None,
+) -> list[dict]:
+    """The slots of a search: ``[{"index": 0, "gpus": [0, 1]}, ...]``.
+
+    * ``gpus`` None: every GPU of the inventory (none: CPU slots);
+    * GPUs are grouped ``gpus_per_trial`` at a time; each group carries ``trials_per_gpu`` slots
+      (packing small trials on one device);
+    * ``workers`` caps the number of slots (taken round-robin over GPU groups so load spreads); on CPU
+      it is the number of slots (default 1).
+    """
+    if gpus_per_trial < 1 or trials_per_gpu < 1:
+        raise AutomlError("--gpus-per-trial and --trials-per-gpu must be at least 1")
+    if workers is not None and workers < 1:
+        raise AutomlError(f"--workers {workers}: must be at least 1")
+    inventory = gpu_inventory() if inventory is None else inventory
+    if gpus is None:
+        gpus = list(inventory)
+    else:
+        missing = [g for g in gpus if g not in inventory]
+        if missing:
+            have = ",".join(map(str, inventory)) or "none"
+            raise AutomlError(f"--gpus: GPU {missing[0]} does not exist on this host (available: {have})")
+        if len(set(gpus)) != len(gpus):
+            raise AutomlError(f"--gpus {','.join(map(str, gpus))}: a GPU is listed twice")
+    if not gpus:
+        return [{"index": i, "gpus": []} for i in range(workers or 1)]
+    if len(gpus) % gpus_per_trial:
+        raise AutomlError(
+            f"--gpus-per-trial {gpus_per_trial} does not divide the {len(gpus)} GPUs given ({','.join(map(str, gpus))})"
+        )
+    groups = [gpus[i : i + gpus_per_trial] for i in range(0, len(gpus), gpus_per_trial)]
+    # round-robin: slot k of every group before slot k+1 of any, so a cap spreads over devices
+    ordered = [group for _ in range(trials_per_gpu) for group in groups]
+    if workers is not None:
+        if workers > len(ordered):
+            raise AutomlError(
+                f"--workers {workers}: only {len(ordered)} GPU slots ({len(gpus)} GPUs, "
+                f"{gpus_per_trial} per trial, {trials_per_gpu} trials per GPU)"
+            )
+        ordered = ordered[:workers]
+    return [{"index": i, "gpus": list(g)} for i, g in enumerate(ordered)]
+
+
+def slot_env(slot: dict, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a slot's worker process."""
+    env = dict(os.environ if base is None else base)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in slot["gpus"])
+    env["AUTOML_SLOT"] = str(slot["index"])
+    return env

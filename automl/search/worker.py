@@ -1,0 +1,280 @@
+"""Running one trial inside a worker process.
+
+:func:`run_trial` is what every backend calls in the process that hosts a trial: it writes the
+trial's ``spec.yaml``, sends the trainer's output to ``train.log``, calls ``TrainerPlugin.train`` with
+the backend's reporter and writes ``result.json``. It never raises for a failing trainer: the failure
+is the trial's result.
+
+The embedded (Optuna) backend keeps one long-lived worker process per slot (``python -m
+automl.search.worker --serve``) and feeds it trials over a pipe (JSON lines). Why a persistent
+process: spawning Python + torch + the plugin per trial costs seconds and dominates short trials;
+a worker that dies (segfault, OOM kill, timeout kill) is simply replaced and only its current trial is
+lost, so crash isolation is kept. Why the pipe and not the study storage: the controller is the only
+writer of the study, so no storage (SQLite included) ever sees concurrent writers ("database is
+locked" cannot happen) and workers need no storage credentials; a per-epoch round trip costs well under
+a millisecond. ``--once JOB.json`` runs a single trial and exits (re-evaluation, debugging).
+
+Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}}``,
+``{"op": "reply", "stop": null|"pruned"|"paused"}`` (answer to each report), ``{"op": "exit"}``;
+worker -> controller ``{"op": "ready", "pid": N}``, ``{"op": "report", "epoch": e, "metrics": {...}}``,
+``{"op": "done", "result": {...}}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from automl.plugins import Monitor, get_trainer
+from automl.reporting import FileReporter, read_metrics
+from automl.search.rundir import clean_float, write_json
+from automl.spec import dump_yaml, get_dotted
+
+RESULT = "result.json"
+PREVIOUS_RESULT = "result.prev.json"
+
+
+class PipeReporter(FileReporter):
+    """Records each epoch to ``metrics.jsonl`` and asks the controller whether to go on."""
+
+    def __init__(self, results_dir: Path, send: Callable[[dict], None], receive: Callable[[], dict]):
+        super().__init__(results_dir)
+        self._send, self._receive = send, receive
+        self.stop_reason: str | None = None
+
+    def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
+        super().report(epoch, metrics, checkpoint)
+        self._send({"op": "report", "epoch": int(epoch), "metrics": _jsonable(metrics),
+                    "checkpoint": str(checkpoint) if checkpoint else None})
+        reply = self._receive()
+        if reply.get("stop"):
+            self.stop_reason = reply["stop"]
+
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+
+def _jsonable(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = clean_float(float(v))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def epoch_metrics(trial_dir: Path) -> dict[int, dict[str, float]]:
+    """Epoch -> metrics from ``metrics.jsonl``; an epoch re-run after a resume keeps its last record."""
+    return {int(r["epoch"]): r.get("metrics", {}) for r in read_metrics(trial_dir)}
+
+
+def best_epoch(epochs: Mapping[int, Mapping[str, float]], monitor: Monitor, upto: int | None = None):
+    """(epoch, value) of the best finite monitor value among epochs ``< upto``; (None, None) if none."""
+    best = (None, None)
+    for epoch in sorted(epochs):
+        if upto is not None and epoch >= upto:
+            continue
+        value = clean_float(epochs[epoch].get(monitor.metric))
+        if value is None:
+            continue
+        if best[1] is None or monitor.better(value, best[1]):
+            best = (epoch, value)
+    return best
+
+
+@contextlib.contextmanager
+def _output_to(log_path: Path):
+    """Send this process's stdout/stderr (file descriptors too, so C libraries follow) to ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_trial(
+    plugin_name: str,
+    spec: Mapping[str, Any],
+    trial_dir: str | Path,
+    reporter: Any,
+    max_epochs: int | None = None,
+    *,
+    objectives: list[Monitor] | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one trial (or one more stretch of a paused/interrupted trial) and write ``result.json``.
+
+    ``spec`` is the resolved spec (resume from a checkpoint via ``train.resume_training_checkpoint_path``);
+    ``max_epochs`` stops this run after that many epochs in total (None: ``train.num_epochs``).
+    ``reporter`` may carry ``stop_reason`` ("pruned"/"paused"), which becomes the state when it asked
+    the trainer to stop. ``objectives`` default to the plugin's monitor. Accumulates ``epochs_run``,
+    ``duration_s`` and ``gpu_seconds`` over earlier runs of the same trial (``result.prev.json``).
+
+    Returns the result dict (also written to ``<trial_dir>/result.json``): number, state, value,
+    values, best_epoch, best_checkpoint, last_checkpoint, epochs_run, epochs_done, reason, duration_s,
+    gpu_seconds, params, trial_dir, extra.
+    """
+    trial_dir = Path(trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / RESULT).unlink(missing_ok=True)
+    dump_yaml(spec, trial_dir / "spec.yaml")
+    previous = _read(trial_dir / PREVIOUS_RESULT)
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    full_epochs = int(get_dotted(spec, "train.num_epochs", 0) or 0)
+    records_before = len(read_metrics(trial_dir))
+
+    started = time.time()
+    state, reason, output = "complete", None, {}
+    with _output_to(trial_dir / "train.log"):
+        try:
+            plugin = get_trainer(plugin_name)
+            objectives = objectives or [plugin.monitor]
+            output = plugin.train(spec, trial_dir, reporter, max_epochs) or {}
+        except BaseException as exc:  # the trial's failure is its result, whatever it is
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            traceback.print_exc()
+            state, reason = "failed", f"{type(exc).__name__}: {exc}".strip()[:500]
+    duration = time.time() - started
+
+    epochs = epoch_metrics(trial_dir)
+    done = (max(epochs) + 1) if epochs else 0
+    if state != "failed":
+        stop = getattr(reporter, "stop_reason", None)
+        if stop:
+            state = stop
+        elif max_epochs is not None and full_epochs and done < full_epochs and done >= max_epochs:
+            state = "paused"
+    objectives = objectives or []
+    monitor = objectives[0] if objectives else None
+    epoch, value = best_epoch(epochs, monitor) if monitor else (None, None)
+    values = None
+    if len(objectives) > 1 and epochs:
+        last = epochs[max(epochs)]
+        values = [clean_float(last.get(m.metric)) for m in objectives]
+    epochs_run_now = output.get("epochs_run")
+    if epochs_run_now is None:  # the trainer did not say: count the epochs it reported in this run
+        epochs_run_now = max(0, len(read_metrics(trial_dir)) - records_before)
+    best_ckpt = output.get("best_checkpoint")
+    if output.get("best_epoch") is not None and epoch is not None and int(output["best_epoch"]) != epoch:
+        # the trainer's best.ckpt comes from another epoch than the best in metrics.jsonl (e.g. a
+        # resumed run forgot the earlier best): keep the checkpoint recorded for the best epoch if any
+        recorded = [r.get("checkpoint") for r in read_metrics(trial_dir) if r["epoch"] == epoch and r.get("checkpoint")]
+        best_ckpt = recorded[-1] if recorded and Path(recorded[-1]).exists() else best_ckpt
+    result = {
+        "number": (extra or {}).get("number", previous.get("number", -1)),
+        "state": state,
+        "value": value,
+        "values": values,
+        "best_epoch": epoch,
+        "best_checkpoint": str(best_ckpt) if best_ckpt else None,
+        "last_checkpoint": str(output["last_checkpoint"]) if output.get("last_checkpoint") else None,
+        "epochs_run": int(previous.get("epochs_run", 0)) + int(epochs_run_now or 0),
+        "epochs_done": done,
+        "reason": reason,
+        "duration_s": float(previous.get("duration_s", 0.0)) + duration,
+        "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * len(gpus),
+        "params": dict(config or previous.get("params") or {}),
+        "trial_dir": str(trial_dir),
+        "extra": {**previous.get("extra", {}), **(extra or {})},
+    }
+    if state == "failed" and reason is None:
+        result["reason"] = "failed"
+    write_json(trial_dir / RESULT, result)
+    return result
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the controller dies (no orphans after a kill -9)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:
+                os._exit(1)
+
+
+def _job_run(job: dict, reporter: Any) -> dict:
+    objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
+    return run_trial(job["plugin"], job["spec"], job["trial_dir"], reporter, job.get("max_epochs"),
+                     objectives=objectives or None, config=job.get("config"), extra=job.get("extra"))
+
+
+def serve() -> None:
+    """Worker loop: run the trials the controller sends until it says exit or the pipe closes."""
+    _die_with_parent()
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    inbox = sys.stdin
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # stray prints between trials must not corrupt the protocol
+
+    def send(msg: dict) -> None:
+        channel.write(json.dumps(msg, allow_nan=False, default=str) + "\n")
+        channel.flush()
+
+    def receive() -> dict:
+        line = inbox.readline()
+        if not line:  # the controller is gone
+            os._exit(3)
+        return json.loads(line)
+
+    preload = os.environ.get("AUTOML_WORKER_PRELOAD")
+    if preload:  # import the plugin before the first trial so its cost is not charged to a trial
+        with contextlib.suppress(Exception):
+            get_trainer(preload)
+    send({"op": "ready", "pid": os.getpid()})
+    while True:
+        msg = receive()
+        if msg.get("op") == "exit":
+            return
+        if msg.get("op") != "run":
+            continue
+        job = msg["job"]
+        result = _job_run(job, PipeReporter(Path(job["trial_dir"]), send, receive))
+        send({"op": "done", "result": result})
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        serve()
+    elif argv[:1] == ["--once"] and len(argv) == 2:
+        job = json.loads(Path(argv[1]).read_text())
+        result = _job_run(job, FileReporter(Path(job["trial_dir"])))
+        print(json.dumps({"state": result["state"], "value": result["value"]}))
+    else:
+        print("usage: python -m automl.search.worker --serve | --once JOB.json", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,567 @@
+"""Compiling a schema's leaves into typed parameters (the rules are listed in ``automl.space``)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from automl.errors import SpecError, did_you_mean
+from automl.space.params import (
+    BoundedListParam, CategoricalParam, ConsecutiveListParam, FloatParam, IntParam, KernelParam,
+    MilestonesParam, Param, Relation, SubsetParam, is_int, is_number,
+)
+from automl.space.schema import Leaf, Schema
+
+EPOCH_KEYS = ("num_epochs", "epochs", "epoch", "max_epochs", "total_epochs")
+OVERRIDE_KEYS = ("min", "max", "scale", "choices", "weights", "step")
+_PATHLIKE = re.compile(r"(path|dir|file|root|url|uri|_name$|name$|tags?$|prefix|suffix|pattern|key$)", re.I)
+#: log scale when the range spans this ratio around a positive default ...
+LOG_SPAN = 100.0
+#: ... and the window is [default / LOG_WINDOW, default * LOG_WINDOW] clipped to the schema range
+LOG_WINDOW = 100.0
+#: an Infinity maximum on an int searches up to max(INF_FACTOR * default, 2 * minimum, INF_MIN_WIDTH)
+INF_FACTOR = 4
+INF_MIN_WIDTH = 16
+#: at most this many learning-rate milestones
+MAX_MILESTONES = 4
+#: a backbone's stage count when list_1_backbone gives no maximum
+DEFAULT_STAGES = 4
+
+
+def auto_log(lo: float, hi: float, default: float | None) -> bool:
+    """The log-scale rule: a positive default in a range spanning >= LOG_SPAN (a range starting at or
+    below 0 spans infinitely), unless it looks like a probability/momentum/factor (range from <= 0
+    and a default >= 5% of a finite maximum)."""
+    if default is None or not default > 0:
+        return False
+    ratio = math.inf if lo <= 0 else hi / lo
+    prob_like = lo <= 0 and math.isfinite(hi) and default >= 0.05 * hi
+    return ratio >= LOG_SPAN and not prob_like
+
+
+def is_milestones(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1].lower()
+    return (last in ("lr_steps", "steps", "milestones", "lr_milestones") or last.startswith("decay_step")
+            or last.endswith("_steps") or last.endswith("milestones"))
+
+
+def unsearchable(leaf: Leaf) -> str | None:
+    """Why a leaf can never be searched, or ``None``."""
+    t = leaf.type
+    if t == "collection":
+        return "open mapping (collection without properties)"
+    if t in ("string",):
+        if leaf.enum:
+            return None
+        return "path/file string" if _PATHLIKE.search(leaf.name.rsplit(".", 1)[-1]) else "string without enum"
+    if t in ("categorical", "ordered_int") and not leaf.enum:
+        return f"{t} without enum"
+    if t in ("subset_list", "optional_list") and not leaf.enum:
+        return f"{t} without enum"
+    if t in ("list", "list_2"):
+        if leaf.enum or isinstance(leaf.minimum, list) and isinstance(leaf.maximum, list):
+            return None
+        if t == "list":
+            return "free-form list (no enum or bounds)"
+        if is_milestones(leaf.name):
+            return None
+        if not (isinstance(leaf.default, list) and leaf.default and all(is_number(v) for v in leaf.default)):
+            return "list_2 without bounds or a numeric default"
+    if t in ("int", "float") and leaf.default is None and not (is_number(leaf.minimum) and is_number(leaf.maximum)):
+        return "number without default or finite bounds"
+    return None
+
+
+def select(schema: Schema, include: Iterable[str] | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Which leaves are searched (schema order) and why each other leaf is not."""
+    reasons = {name: unsearchable(leaf) for name, leaf in schema.leaves.items()}
+    if include is not None:
+        chosen: set[str] = set()
+        known = list(schema.leaves) + list(schema.collections)
+        for name in include:
+            if name in schema.leaves:
+                if reasons[name]:
+                    raise SpecError(f"{schema.path}: parameter '{name}' cannot be searched: {reasons[name]}")
+                chosen.add(name)
+            elif name in schema.collections:
+                chosen |= {n for n in schema.leaves if n.startswith(name + ".") and not reasons[n]}
+            else:
+                raise SpecError(f"{schema.path}: unknown parameter '{name}' in include{did_you_mean(name, known)}")
+        searched = [n for n in schema.leaves if n in chosen]
+        skipped = [(n, reasons[n] or "not in --include") for n in schema.leaves if n not in chosen]
+        return searched, skipped
+
+    defaults: set[str] = set()
+    for name in schema.default_parameters:
+        if name in schema.leaves:
+            defaults.add(name)
+        elif name in schema.collections:
+            defaults |= {n for n in schema.leaves if n.startswith(name + ".")}
+    use_list = bool(schema.default_parameters)
+    searched, skipped = [], []
+    for name, leaf in schema.leaves.items():
+        reason = reasons[name]
+        if reason is None and leaf.automl_enabled is False:
+            reason = "automl_enabled: false"
+        if reason is None and name in schema.disabled:
+            reason = f"named in automl_disabled_parameters ({schema.disabled[name]})"
+        if reason is None:
+            if use_list and name not in defaults:
+                anc = next((a for a in schema.ancestors(name) if a in schema.disabled), None)
+                reason = f"under disabled collection '{anc}'" if anc else "not in automl_default_parameters"
+            elif not use_list:
+                anc = next((a for a in schema.ancestors(name) if a in schema.disabled), None)
+                if anc:
+                    reason = f"under disabled collection '{anc}'"
+                elif leaf.automl_enabled is not True:
+                    reason = "not marked automl_enabled"
+        if reason is None:
+            searched.append(name)
+        else:
+            skipped.append((name, reason))
+    return searched, skipped
+
+
+def _flat(fixed: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not fixed:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in fixed.items():
+        if isinstance(value, Mapping) and value:
+            out.update({f"{key}.{k}": v for k, v in _flat(value).items()})
+        else:
+            out[key] = value
+    return out
+
+
+class Compiler:
+    def __init__(self, schema: Schema, include, overrides, fixed):
+        self.schema = schema
+        self.fixed = _flat(fixed)
+        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+        known = list(schema.leaves)
+        for name, ov in self.overrides.items():
+            if name not in schema.leaves:
+                raise SpecError(f"{schema.path}: unknown parameter '{name}' in overrides{did_you_mean(name, known)}")
+            bad = [k for k in ov if k not in OVERRIDE_KEYS]
+            if bad:
+                raise SpecError(f"override for '{name}': unknown key '{bad[0]}'{did_you_mean(bad[0], OVERRIDE_KEYS)}; "
+                                f"allowed: {', '.join(OVERRIDE_KEYS)}")
+            if "scale" in ov and ov["scale"] not in ("log", "linear"):
+                raise SpecError(f"override for '{name}': scale must be 'log' or 'linear', got {ov['scale']!r}")
+        self.searched, self.skipped = select(schema, include)
+        # overriding a parameter means searching it
+        for name in self.overrides:
+            if name not in self.searched:
+                reason = unsearchable(schema.leaves[name])
+                if reason:
+                    raise SpecError(f"{schema.path}: parameter '{name}' cannot be searched: {reason}")
+                self.searched.append(name)
+                self.skipped = [s for s in self.skipped if s[0] != name]
+        self.searched_set = set(self.searched)
+
+    def value_of(self, name: str) -> Any:
+        """A parameter's value outside the search: the user's spec, else the schema default."""
+        if name in self.fixed:
+            return copy.deepcopy(self.fixed[name])
+        return self.schema.default_value(name)
+
+    def error(self, name: str, message: str) -> SpecError:
+        return SpecError(f"{self.schema.path}: parameter '{name}': {message}")
+
+    # -- per leaf -------------------------------------------------------------------------------
+    def build(self, leaf: Leaf) -> Param:
+        ov = self.overrides.get(leaf.name, {})
+        t = leaf.type
+        if "choices" in ov or t in ("categorical", "ordered_int", "bool") or (t == "string" and leaf.enum):
+            return self.categorical(leaf, ov)
+        if t == "float":
+            return self.float(leaf, ov)
+        if t == "int":
+            return self.int(leaf, ov)
+        if t in ("subset_list", "optional_list") or (t in ("list", "list_2") and leaf.enum):
+            return SubsetParam(name=leaf.name, default=leaf.default, choices=list(leaf.enum),
+                               min_count=0 if t == "optional_list" else 1,
+                               label=t if t != "list_2" else "subset_list")
+        if t in ("list", "list_2") and isinstance(leaf.minimum, list):
+            integer = all(is_int(v) for v in leaf.minimum + leaf.maximum + list(leaf.default or []))
+            return BoundedListParam(name=leaf.name, default=leaf.default, low=list(leaf.minimum),
+                                    high=list(leaf.maximum), integer=integer)
+        if t == "list_2" and is_milestones(leaf.name):
+            return self.milestones(leaf)
+        if t == "list_2":
+            return self.sizes(leaf)
+        if t == "list_3":
+            return self.kernel(leaf)
+        if t in ("list_1_backbone", "list_1_normal"):
+            return self.consecutive(leaf)
+        raise self.error(leaf.name, f"type '{t}' cannot be searched")
+
+    def categorical(self, leaf: Leaf, ov: dict[str, Any]) -> Param:
+        if leaf.type == "bool" and "choices" not in ov:
+            choices, label = [True, False], "bool"
+        else:
+            choices, label = list(ov.get("choices", leaf.enum or [])), leaf.type if leaf.type != "string" else "categorical"
+        if not choices:
+            raise self.error(leaf.name, "no choices to search")
+        weights = ov.get("weights", leaf.option_weights if "choices" not in ov else None)
+        if weights is not None:
+            if len(weights) != len(choices) or any(not is_number(w) or w < 0 for w in weights) or sum(weights) <= 0:
+                raise self.error(leaf.name, f"weights {weights} must be {len(choices)} non-negative numbers with a positive sum")
+            weights = [float(w) for w in weights]
+        return CategoricalParam(name=leaf.name, default=leaf.default, choices=choices, weights=weights, label=label)
+
+    def _numeric_bounds(self, leaf: Leaf, ov: dict[str, Any], integer: bool):
+        lo = _num_or(ov.get("min", leaf.minimum), -math.inf)
+        hi = _num_or(ov.get("max", leaf.maximum), math.inf)
+        lo_open = hi_open = False
+        excluded: list[float] = []
+        notes: list[str] = []
+        cond = leaf.condition
+        for c in cond.constants() if cond else []:
+            v = float(c.operand)
+            if c.op in (">", ">=") and (v > lo or (v == lo and c.op == ">")):
+                lo, lo_open = v, c.op == ">"
+            elif c.op in ("<", "<=") and (v < hi or (v == hi and c.op == "<")):
+                hi, hi_open = v, c.op == "<"
+            elif c.op == "!=":
+                excluded.append(v)
+            elif c.op == "==":
+                lo = hi = v
+        if integer:
+            if lo_open:
+                lo, lo_open = math.floor(lo) + 1, False
+            if hi_open:
+                hi, hi_open = math.ceil(hi) - 1, False
+        return lo, hi, lo_open, hi_open, excluded, notes
+
+    def _relations(self, leaf: Leaf) -> list[Relation]:
+        numeric_parents = [p for p in leaf.depends_on if self.schema.leaves[p].type in ("int", "float")]
+        if not numeric_parents:
+            return []
+        rels = leaf.condition.relations() if leaf.condition else []
+        out = []
+        for parent in numeric_parents:
+            if rels:
+                out += [Relation("multiple" if c.op == "/" else c.op, parent) for c in rels if c.op != "^"]
+            else:  # a bare depends_on on a number: the value may not exceed the parent's
+                out.append(Relation("at_most", parent))
+        return out
+
+    def float(self, leaf: Leaf, ov: dict[str, Any]) -> FloatParam:
+        lo, hi, lo_open, hi_open, excluded, notes = self._numeric_bounds(leaf, ov, integer=False)
+        d = leaf.default if is_number(leaf.default) else None
+        scale = ov.get("scale", leaf.scale)
+        user_window = "min" in ov or "max" in ov
+        if scale is None:
+            scale = "log" if auto_log(lo, hi, d) else "linear"
+            if scale == "log":
+                notes.append(f"auto log: default {_f(d)}, schema range [{_f(lo)}, {_f(hi)}]")
+        if scale == "log":
+            if not user_window or lo <= 0 or not math.isfinite(hi):
+                anchor = d if d is not None and d > 0 else (hi if math.isfinite(hi) and hi > 0 else 1.0)
+                w_lo, w_hi = anchor / LOG_WINDOW, anchor * LOG_WINDOW
+                if not user_window:
+                    new_lo, new_hi = max(lo, w_lo), min(hi, w_hi)
+                else:
+                    new_lo = lo if lo > 0 else w_lo
+                    new_hi = hi if math.isfinite(hi) else w_hi
+                if new_lo > lo:
+                    lo, lo_open = new_lo, False
+                if new_hi < hi:
+                    hi, hi_open = new_hi, False
+                if not user_window:
+                    notes.append(f"window [d/{LOG_WINDOW:g}, d*{LOG_WINDOW:g}]")
+            if lo <= 0:
+                raise self.error(leaf.name, f"log scale needs a positive minimum, got {lo}")
+        else:
+            if not math.isfinite(hi):
+                base = d if d is not None else max(lo, 0.0)
+                hi = max(INF_FACTOR * abs(base), 2 * lo if math.isfinite(lo) else 0.0, 1.0)
+                notes.append(f"maximum Infinity: window up to {_f(hi)} = max({INF_FACTOR} d, 2 min, 1)")
+            if not math.isfinite(lo):
+                base = d if d is not None else min(hi, 0.0)
+                lo = 0.0 if base >= 0 else INF_FACTOR * base
+                notes.append(f"no finite minimum: searching from {_f(lo)}")
+        if lo > hi or (lo == hi and (lo_open or hi_open)):
+            raise self.error(leaf.name, f"empty range [{lo}, {hi}] after applying math_cond/overrides")
+        return FloatParam(name=leaf.name, default=leaf.default, low=lo, high=hi, log=scale == "log",
+                          low_open=lo_open, high_open=hi_open, excluded=excluded,
+                          relations=self._relations(leaf), notes=notes)
+
+    def int(self, leaf: Leaf, ov: dict[str, Any]) -> IntParam:
+        lo, hi, _, _, excluded, notes = self._numeric_bounds(leaf, ov, integer=True)
+        d = leaf.default if is_number(leaf.default) else None
+        if not math.isfinite(lo):
+            lo = 0 if d is None or d >= 0 else int(INF_FACTOR * d)
+            notes.append(f"no finite minimum: searching from {lo}")
+        lo = math.ceil(lo)
+        cond = leaf.condition
+        scale = ov.get("scale", leaf.scale)
+        plain = (not (cond and (cond.power() is not None or cond.multiple() is not None)) and "step" not in ov
+                 and not leaf.depends_on)
+        if scale is None and plain and math.isfinite(hi) and auto_log(lo, hi, d):
+            scale = "log"
+            notes.append(f"auto log: default {d}, schema range [{lo}, {_f(hi)}]")
+            if "min" not in ov and "max" not in ov:
+                lo, hi = max(lo, 1, math.ceil(d / LOG_WINDOW)), min(hi, math.floor(d * LOG_WINDOW))
+                notes.append(f"window [d/{LOG_WINDOW:g}, d*{LOG_WINDOW:g}]")
+        if scale == "log":
+            lo = max(lo, 1)
+        if not math.isfinite(hi):
+            base = d if d is not None else lo
+            hi = max(int(INF_FACTOR * base), 2 * lo, INF_MIN_WIDTH)
+            notes.append(f"maximum Infinity: window up to {hi} = max({INF_FACTOR} d, 2 min, {INF_MIN_WIDTH})")
+        hi = math.floor(hi)
+        step = ov.get("step", cond.multiple() if cond else None) or 1
+        if not (is_number(step) and float(step).is_integer() and step >= 1):
+            raise self.error(leaf.name, f"an int step must be a positive integer, got {step!r}")
+        power = cond.power() if cond else None
+        p = IntParam(name=leaf.name, default=leaf.default, low=int(lo), high=int(hi), step=int(step), power=power,
+                     log=scale == "log", excluded=[int(e) for e in excluded if float(e).is_integer()],
+                     relations=self._relations(leaf), notes=notes)
+        if p.log and p.low < 1:
+            raise self.error(leaf.name, "log scale on an int needs a minimum >= 1")
+        if not _nonempty(p):
+            raise self.error(leaf.name, f"no int in [{lo}, {hi}] satisfies math_cond '{leaf.math_cond}'")
+        return p
+
+    def epoch_key(self, name: str) -> str | None:
+        prefixes = list(self.schema.ancestors(name)) + [""]
+        for prefix in prefixes:
+            for key in EPOCH_KEYS:
+                cand = f"{prefix}.{key}" if prefix else key
+                leaf = self.schema.leaves.get(cand)
+                if leaf is not None and leaf.type in ("int", "float"):
+                    return cand
+        for cand, leaf in self.schema.leaves.items():
+            if cand.rsplit(".", 1)[-1] in EPOCH_KEYS and leaf.type in ("int", "float"):
+                return cand
+        return None
+
+    def milestones(self, leaf: Leaf) -> MilestonesParam:
+        key = self.epoch_key(leaf.name)
+        default = leaf.default if isinstance(leaf.default, list) else []
+        if key is not None:
+            budget = self.value_of(key)
+            budget = int(budget) if is_number(budget) else 10
+        else:
+            top = max([v for v in default if is_number(v)] or [5])
+            budget = int(2 * top)
+        notes = [] if key else [f"no epoch key in the schema: budget 2 x max(default) = {budget}"]
+        return MilestonesParam(name=leaf.name, default=leaf.default, budget_param=key, budget=budget,
+                               max_count=MAX_MILESTONES, budget_searched=key in self.searched_set, notes=notes)
+
+    def sizes(self, leaf: Leaf) -> SubsetParam:
+        values = list(leaf.default)
+        if all(is_int(v) for v in values):
+            g = 0
+            for v in values:
+                g = math.gcd(g, int(v))
+            g = g or 1
+            grid = list(range(min(values), max(values) + 1, g)) if len(values) > 1 else values
+            note = f"sorted distinct multiples of {g} in [{min(values)}, {max(values)}] (the default's range and gcd)"
+        else:
+            grid = sorted(set(values))
+            note = "sorted distinct values of the default"
+        return SubsetParam(name=leaf.name, default=leaf.default, choices=grid, min_count=1,
+                           max_count=max(1, len(set(values))), label="sizes", notes=[note])
+
+    def kernel(self, leaf: Leaf) -> KernelParam:
+        size_params = [p for p in leaf.depends_on if self.schema.leaves[p].type in ("int", "float")]
+        defaults = []
+        for p in size_params:
+            v = self.value_of(p)
+            defaults.append(int(v) if is_number(v) else 224)
+        return KernelParam(name=leaf.name, default=leaf.default, size_params=size_params, size_defaults=defaults,
+                           searched_parents=[p for p in size_params if p in self.searched_set])
+
+    def consecutive(self, leaf: Leaf) -> ConsecutiveListParam:
+        default = leaf.default if isinstance(leaf.default, list) else []
+        top = int(leaf.maximum) if is_number(leaf.maximum) else DEFAULT_STAGES
+        if leaf.type == "list_1_backbone":
+            empty = [-1] if default == [-1] else []
+            return ConsecutiveListParam(name=leaf.name, default=leaf.default, start=0, min_count=0,
+                                        max_count=max(top, 1), empty=empty,
+                                        notes=[f"freeze the first n stages; n=0 -> {empty}"])
+        start = int(leaf.minimum) if is_number(leaf.minimum) else (int(default[0]) if default and is_number(default[0]) else 0)
+        return ConsecutiveListParam(name=leaf.name, default=leaf.default, start=start, min_count=1,
+                                    max_count=max(top - start + 1 if is_number(leaf.maximum) else DEFAULT_STAGES, 1))
+
+    # -- cross-parameter feasibility -------------------------------------------------------------
+    def tighten(self, params: dict[str, Param]) -> None:
+        """Shrink searched parents so that every dependent (searched or fixed) stays feasible."""
+        for name in reversed(self.schema.topological(list(params))):
+            child = params[name]
+            for rel in getattr(child, "relations", []):
+                parent = params.get(rel.parent)
+                if not isinstance(parent, (IntParam, FloatParam)):
+                    continue
+                cmin, cmax = _static_range(child)
+                self._bound_parent(parent, rel.op, cmin, cmax, f"so that {name} can be {rel.text()}")
+        # fixed dependents of searched parents
+        for name, leaf in self.schema.leaves.items():
+            if name in params:
+                continue
+            value = self.value_of(name)
+            for rel in self._relations(leaf) if leaf.type in ("int", "float") else []:
+                parent = params.get(rel.parent)
+                if not isinstance(parent, (IntParam, FloatParam)) or not is_number(value):
+                    continue
+                why = f"fixed {name}={value} must be {rel.text()}"
+                if rel.op == "multiple":
+                    if isinstance(parent, IntParam) and is_int(value):
+                        parent.divides.append(int(value))
+                        parent.notes.append(f"divides {value} ({why})")
+                else:
+                    self._bound_parent(parent, rel.op, value, value, why)
+            if leaf.type == "list_2" and is_milestones(name) and isinstance(value, list) and value:
+                key = self.epoch_key(name)
+                parent = params.get(key) if key else None
+                if isinstance(parent, (IntParam, FloatParam)) and all(is_number(v) for v in value):
+                    self._bound_parent(parent, "<", max(value), max(value), f"fixed milestones {name}={value}")
+            if leaf.type == "list_3" and isinstance(value, list) and value and is_number(value[0]) and value[0] >= 3:
+                for p in leaf.depends_on:
+                    parent = params.get(p)
+                    if isinstance(parent, (IntParam, FloatParam)):
+                        self._bound_parent(parent, "at_most", 10 * value[0], 10 * value[0],
+                                           f"fixed kernel {name}={value} needs {p} >= {10 * value[0]}")
+        for p in params.values():
+            if isinstance(p, IntParam) and not _nonempty(p):
+                raise self.error(p.name, "no value is left after applying the constraints of its dependents: "
+                                         + "; ".join(p.notes))
+            if isinstance(p, FloatParam) and p.low > p.high:
+                raise self.error(p.name, "empty range after applying the constraints of its dependents: "
+                                         + "; ".join(p.notes))
+
+    @staticmethod
+    def _bound_parent(parent: Param, op: str, cmin: float, cmax: float, why: str) -> None:
+        integer = isinstance(parent, IntParam)
+        if op in (">", ">="):          # child > parent: parent below the child's largest value
+            limit = cmax - 1 if (op == ">" and integer) else cmax
+            if limit < parent.high:
+                parent.high = int(math.floor(limit)) if integer else float(limit)
+                if op == ">" and not integer:
+                    parent.high_open = True
+                parent.notes.append(f"<= {limit:g} ({why})")
+        elif op in ("<", "<=", "at_most"):  # child <= parent: parent above the child's smallest value
+            limit = cmin + 1 if (op == "<" and integer) else cmin
+            if limit > parent.low:
+                parent.low = int(math.ceil(limit)) if integer else float(limit)
+                if op == "<" and not integer:
+                    parent.low_open = True
+                parent.notes.append(f">= {limit:g} ({why})")
+        elif op == "multiple" and cmax < parent.high:
+            parent.high = int(cmax) if integer else float(cmax)
+            parent.notes.append(f"<= {cmax:g} ({why})")
+
+
+def _static_range(p: Param) -> tuple[float, float]:
+    if isinstance(p, IntParam):
+        plan = p.plan({})
+        if isinstance(plan, list):
+            return (min(plan), max(plan)) if plan else (p.low, p.high)
+        return plan[0], plan[1]
+    if isinstance(p, FloatParam):
+        return p.low, p.high
+    return -math.inf, math.inf
+
+
+def _nonempty(p: IntParam) -> bool:
+    plan = p.plan({})
+    return bool(plan) if isinstance(plan, list) else plan[0] <= plan[1]
+
+
+def _num_or(value: Any, fallback: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return fallback
+
+
+def _fold(p: Param, context: Mapping[str, Any]) -> None:
+    """Turn relations to parents that are not searched into plain bounds (so Ray gets native domains)."""
+    if not isinstance(p, (IntParam, FloatParam)):
+        return
+    kept = []
+    for rel in p.relations:
+        if rel.parent not in context:
+            kept.append(rel)
+            continue
+        v = context[rel.parent]
+        if not is_number(v):
+            continue
+        integer = isinstance(p, IntParam)
+        note = f"{rel.text()} (fixed at {v})"
+        if rel.op == ">":
+            if integer:
+                p.low = max(p.low, math.floor(v) + 1)
+            elif v >= p.low:
+                p.low, p.low_open = float(v), True
+        elif rel.op == ">=":
+            p.low = max(p.low, math.ceil(v)) if integer else max(p.low, float(v))
+        elif rel.op == "<":
+            if integer:
+                p.high = min(p.high, math.ceil(v) - 1)
+            elif v <= p.high:
+                p.high, p.high_open = float(v), True
+        elif rel.op in ("<=", "at_most"):
+            p.high = min(p.high, math.floor(v)) if integer else min(p.high, float(v))
+        elif rel.op == "!=":
+            p.excluded.append(int(v) if integer else float(v))
+        elif rel.op == "multiple":
+            if integer and is_int(v) and v > 0:
+                p.step = p.step * int(v) // math.gcd(p.step, int(v))
+            else:
+                kept.append(rel)
+                continue
+        p.notes.append(note)
+    p.relations = kept
+
+
+def _f(x: float | None) -> str:
+    return "None" if x is None else f"{x:.6g}"
+
+
+def compile_params(schema: Schema, include=None, overrides=None, fixed=None):
+    """Return ``(params in dependency order, context, baseline, skipped, warnings)``."""
+    c = Compiler(schema, include, overrides, fixed)
+    params = {name: c.build(schema.leaves[name]) for name in c.searched}
+    c.tighten(params)
+    order = _order(params)
+    context: dict[str, Any] = {}
+    for p in params.values():
+        refs = list(getattr(p, "relations", []) and [r.parent for r in p.relations])
+        if isinstance(p, MilestonesParam) and p.budget_param:
+            refs.append(p.budget_param)
+        if isinstance(p, KernelParam):
+            refs += p.size_params
+        for ref in refs:
+            if ref not in params:
+                context[ref] = c.value_of(ref)
+    for p in params.values():
+        _fold(p, context)
+        if isinstance(p, IntParam) and not _nonempty(p) or isinstance(p, FloatParam) and p.low > p.high:
+            raise c.error(p.name, "no value satisfies its constraints with the fixed values: " + "; ".join(p.notes))
+    baseline = {name: c.value_of(name) for name in order}
+    return [params[n] for n in order], context, baseline, c.skipped, list(schema.warnings)
+
+
+def _order(params: dict[str, Param]) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for parent in params[name].parents:
+            if parent in params:
+                visit(parent)
+        order.append(name)
+
+    for name in params:
+        visit(name)
+    return order

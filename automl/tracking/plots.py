@@ -1,0 +1,220 @@
+"""The search's summary table and plots, rebuilt from the run folder.
+
+The run folder is the record (``trials/<n>/config.json``, ``result.json``, ``metrics.jsonl``), so the
+plots look the same for either backend and after a resume. Optuna's plots are drawn on an in-memory
+study rebuilt from those records (Ray Tune searches get them too); learning curves and the
+optimisation history are also drawn with matplotlib as PNG, which need no browser or network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.reporting import read_metrics
+
+log = logging.getLogger(__name__)
+
+_OPTUNA_STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+
+
+@dataclass
+class TrialRow:
+    number: int
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    curve: dict[int, float] = field(default_factory=dict)  # epoch -> monitored metric
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def collect_trials(run_dir: Path, monitor: str | None) -> list[TrialRow]:
+    rows = []
+    root = Path(run_dir) / "trials"
+    if not root.is_dir():
+        return rows
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        result: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        try:
+            if (folder / "result.json").is_file():
+                result = json.loads((folder / "result.json").read_text())
+            if (folder / "config.json").is_file():
+                params = json.loads((folder / "config.json").read_text())
+        except json.JSONDecodeError:
+            pass
+        params = result.get("params") or params
+        curve = {}
+        for record in read_metrics(folder):
+            value = _finite(record.get("metrics", {}).get(monitor)) if monitor else None
+            if value is not None:
+                curve[int(record["epoch"])] = value
+        rows.append(TrialRow(number=int(folder.name), state=result.get("state", "running"), params=params,
+                             value=_finite(result.get("value")), result=result, curve=curve))
+    return rows
+
+
+def write_summary_csv(rows: list[TrialRow], path: Path) -> Path:
+    names = sorted({k for r in rows for k in r.params})
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["number", "state", "value", "best_epoch", "epochs", "duration_s", "gpu_seconds",
+                         "reason", *names])
+        for r in rows:
+            writer.writerow([r.number, r.state, r.value, r.result.get("best_epoch"), len(r.curve),
+                             r.result.get("duration_s"), r.result.get("gpu_seconds"), r.result.get("reason") or "",
+                             *[r.params.get(n, "") for n in names]])
+    return Path(path)
+
+
+def _distributions(rows: list[TrialRow]) -> dict[str, Any]:
+    """Distributions inferred from the sampled values (enough for plotting: ranges and choices)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    values: dict[str, list[Any]] = {}
+    for r in rows:
+        for k, v in r.params.items():
+            values.setdefault(k, []).append(v)
+    out = {}
+    for name, seen in values.items():
+        if all(isinstance(v, bool) or v is None or isinstance(v, str) for v in seen) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+            choices = sorted({json.dumps(v) if not isinstance(v, (str, int, float, bool)) or v is None else v
+                              for v in seen}, key=str)
+            out[name] = CategoricalDistribution(choices)
+        elif all(isinstance(v, int) for v in seen):
+            low, high = min(seen), max(seen)
+            out[name] = IntDistribution(low, high if high > low else low + 1)
+        else:
+            low, high = float(min(seen)), float(max(seen))
+            log_scale = low > 0 and high / low >= 100
+            out[name] = FloatDistribution(low, high if high > low else low + abs(low) * 1e-6 + 1e-12, log=log_scale)
+    return out
+
+
+def rebuild_study(rows: list[TrialRow], direction: str):
+    import optuna
+
+    dists = _distributions(rows)
+    study = optuna.create_study(direction=direction)
+    for r in rows:
+        state = _OPTUNA_STATES.get(r.state)
+        if state is None or (state == "COMPLETE" and r.value is None):
+            continue
+        params = {}
+        for k, v in r.params.items():
+            if isinstance(dists[k], optuna.distributions.CategoricalDistribution) and v not in dists[k].choices:
+                v = json.dumps(v)
+            params[k] = v
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params},
+            value=r.value if state == "COMPLETE" else None,
+            state=getattr(optuna.trial.TrialState, state),
+            intermediate_values=r.curve,
+        ))
+    return study
+
+
+def render(run_dir: Path, out_dir: Path, monitor: str | None, mode: str = "max") -> list[Path]:
+    """Write summary.csv and the plots into ``out_dir``; a plot that cannot be drawn (too few trials)
+    is left out. Returns the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect_trials(run_dir, monitor)
+    written = [write_summary_csv(rows, out_dir / "summary.csv")]
+    if not rows:
+        return written
+    written += _matplotlib_plots(rows, out_dir, monitor, mode)
+    written += _optuna_plots(rows, out_dir, "maximize" if mode == "max" else "minimize")
+    return written
+
+
+def _matplotlib_plots(rows: list[TrialRow], out_dir: Path, monitor: str | None, mode: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global figure state from a background thread
+
+    written = []
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for r in rows:
+        if r.curve:
+            epochs = sorted(r.curve)
+            ax.plot(epochs, [r.curve[e] for e in epochs], marker=".", label=f"{r.number} ({r.state})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(monitor or "metric")
+    ax.set_title("learning curves")
+    if len(rows) <= 20:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out_dir / "learning_curves.png", dpi=100)
+    written.append(out_dir / "learning_curves.png")
+
+    done = [r for r in rows if r.state == "complete" and r.value is not None]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    if done:
+        ax.scatter([r.number for r in done], [r.value for r in done], label="trial value")
+        best, xs, ys = None, [], []
+        for r in done:
+            if best is None or (r.value > best if mode == "max" else r.value < best):
+                best = r.value
+            xs.append(r.number)
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="tab:red", label="best so far")
+        ax.legend()
+    ax.set_xlabel("trial")
+    ax.set_ylabel(monitor or "value")
+    ax.set_title("optimisation history")
+    fig.tight_layout()
+    fig.savefig(out_dir / "optimization_history.png", dpi=100)
+    written.append(out_dir / "optimization_history.png")
+    return written
+
+
+def _optuna_plots(rows: list[TrialRow], out_dir: Path, direction: str) -> list[Path]:
+    import optuna
+    from optuna import visualization as vis
+
+    written = []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = rebuild_study(rows, direction)
+            plots = {
+                "optimization_history": vis.plot_optimization_history,
+                "parallel_coordinate": vis.plot_parallel_coordinate,
+                "param_importances": vis.plot_param_importances,
+                "intermediate_values": vis.plot_intermediate_values,
+            }
+            for name, plot in plots.items():
+                try:
+                    fig = plot(study)
+                except Exception as exc:  # noqa: BLE001 - e.g. importances need two finished trials
+                    log.debug("plot %s skipped: %s", name, exc)
+                    continue
+                path = out_dir / f"{name}.html"
+                # The plotly library comes from its CDN: one self-contained copy per file is ~4 MB,
+                # re-uploaded at every refresh. The PNGs above work offline.
+                fig.write_html(path, include_plotlyjs="cdn")
+                written.append(path)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return written

@@ -1,0 +1,76 @@
+"""Checkpoints every trainer writes: ``best.ckpt`` (by the monitor), ``last.ckpt`` and periodic ones.
+
+They are Lightning checkpoints (so ``Trainer.fit(ckpt_path=...)`` resumes optimizer, scheduler and
+loop state) whose every entry is a tensor or a plain Python container: they load with
+``torch.load(path, weights_only=True)``. To keep it that way, modules must not call
+``save_hyperparameters`` with non-plain objects (TAO's checkpoints hold OmegaConf configs, which is why
+they need ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``); put what evaluate/export need (the spec) into
+``checkpoint["automl"]`` as plain dicts via ``on_save_checkpoint`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from automl.errors import AutomlError
+
+BEST = "best"
+LAST = "last"
+
+
+def checkpoint_callbacks(
+    checkpoint_dir: Path,
+    monitor: str,
+    mode: str,
+    interval: int | None = None,
+    interval_unit: str = "epoch",
+) -> list[ModelCheckpoint]:
+    """``best.ckpt`` + ``last.ckpt`` (refreshed at every validation) and, if ``interval`` is set,
+    ``epoch_NNN.ckpt`` / ``step_NNNNNN.ckpt`` snapshots every ``interval`` epochs or steps (TAO's
+    ``train.checkpoint_interval`` / ``checkpoint_interval_unit``)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoint_dir, filename=BEST, monitor=monitor, mode=mode, save_top_k=1,
+                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+    ]
+    callbacks[0].CHECKPOINT_NAME_LAST = LAST
+    if interval and int(interval) > 0:
+        if interval_unit == "step":
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="step_{step:06d}", save_top_k=-1,
+                                             every_n_train_steps=int(interval), auto_insert_metric_name=False,
+                                             enable_version_counter=False))
+        else:
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="epoch_{epoch:03d}", save_top_k=-1,
+                                             every_n_epochs=int(interval), auto_insert_metric_name=False,
+                                             enable_version_counter=False))
+    return callbacks
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one-line errors for a missing or foreign file."""
+    path = Path(str(path))
+    if not str(path) or not path.is_file():
+        raise AutomlError(f"{key}: checkpoint file not found: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for non-weights-only files, RuntimeError for junk
+        raise AutomlError(
+            f"{key}: {path} is not a weights-only checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from None
+    if not isinstance(data, Mapping):
+        raise AutomlError(f"{key}: {path} holds a {type(data).__name__}, not a checkpoint dictionary")
+    return dict(data)
+
+
+def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model weights of a Lightning checkpoint or a bare state dict (weights-only load)."""
+    data = load_checkpoint(path, map_location, key)
+    state = data.get("state_dict", data)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AutomlError(f"{key}: {path} has no 'state_dict' of tensors")
+    return dict(state)

@@ -1,0 +1,246 @@
+"""The ml_recog plugin: train / evaluate / inference / export / gen_trt_engine on TAO-layout specs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from automl.errors import AutomlError
+from automl.plugins import Monitor, TrainerPlugin
+from automl.reporting import Reporter
+from trainers.ml_recog import config
+
+SPLITS = {
+    "dataset.train_dataset": "known_classes/train",
+    "dataset.val_dataset.reference": "known_classes/reference",
+    "dataset.val_dataset.query": "known_classes/val",
+}
+EVAL_SPLITS = {"reference": "unknown_classes/reference", "query": "unknown_classes/test"}
+
+
+class MLRecogPlugin(TrainerPlugin):
+    name: ClassVar[str] = "ml_recog"
+    description: ClassVar[str] = "Metric-learning recognition: timm trunk + embedder, triplet loss, retrieval Precision@1"
+    monitor: ClassVar[Monitor] = Monitor(config.MONITOR, "max")
+    metrics: ClassVar[tuple[str, ...]] = ("val Mean Average Precision", "val r-Precision", "val Mean Reciprocal Rank",
+                                          "train_loss")
+
+    # -- metadata -------------------------------------------------------------------------------
+    def schema_path(self) -> Path:
+        return config.SCHEMA_PATH
+
+    def spec_template(self, action: str = "train") -> Path:
+        path = config.TEMPLATE_DIR / f"spec_template_{action}.yaml"
+        if not path.is_file():
+            raise AutomlError(f"ml_recog has no spec template for action '{action}'")
+        return path
+
+    # -- data -----------------------------------------------------------------------------------
+    def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+        """Glyph dataset (default) or ``source="fashion-mnist"``; options: classes, per_class, size."""
+        source = options.pop("source", None) or "glyphs"
+        out_dir = Path(out_dir)
+        if source == "glyphs":
+            from automl.data.glyphs import make_glyph_dataset
+
+            kwargs = {k: int(options[k]) for k in ("classes", "per_class", "size") if options.get(k) is not None}
+            make_glyph_dataset(out_dir, seed=seed, **kwargs)
+        elif source == "fashion-mnist":
+            from automl.data.fashion_mnist import make_fashion_mnist_dataset
+
+            if options.get("classes") is not None:
+                raise AutomlError("--classes does not apply to --source fashion-mnist (it has 10 classes: 6 known, 4 unknown)")
+            kwargs = {k: int(options[k]) for k in ("per_class", "size") if options.get(k) is not None}
+            make_fashion_mnist_dataset(out_dir, seed=seed, **kwargs)
+        else:
+            raise AutomlError(f"unknown dataset source '{source}' for ml_recog; allowed: glyphs, fashion-mnist")
+        (out_dir / "dataset.json").write_text(json.dumps({"task": "ml_recog", "source": source, "seed": seed, **options}))
+        return self.data_keys(out_dir)
+
+    def data_keys(self, data_dir: Path) -> dict[str, Any]:
+        data_dir = Path(data_dir)
+        missing = [s for s in (*SPLITS.values(), *EVAL_SPLITS.values()) if not (data_dir / s).is_dir()]
+        if missing:
+            raise AutomlError(f"{data_dir}: not an ml_recog dataset folder (missing {', '.join(missing)})")
+        return {key: str(data_dir / split) for key, split in SPLITS.items()}
+
+    @staticmethod
+    def evaluation_keys(data_dir: Path) -> dict[str, Any]:
+        """The spec keys for evaluate/inference on the unknown classes of a generated folder."""
+        data_dir = Path(data_dir)
+        return {"dataset.val_dataset.reference": str(data_dir / EVAL_SPLITS["reference"]),
+                "dataset.val_dataset.query": str(data_dir / EVAL_SPLITS["query"]),
+                "inference.input_path": str(data_dir / EVAL_SPLITS["query"])}
+
+    # -- actions --------------------------------------------------------------------------------
+    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
+              max_epochs: int | None = None) -> dict[str, Any]:
+        from automl.training.runner import fit
+        from trainers.ml_recog.data import MLRecogDataModule
+        from trainers.ml_recog.model import MLRecogModule, load_pretrained
+
+        spec = config.resolve(spec, "train")
+        module = MLRecogModule(spec)
+        notes = []
+        if not str(spec["train"].get("resume_training_checkpoint_path") or "").strip():
+            notes = load_pretrained(module.net, spec)
+        datamodule = MLRecogDataModule(spec)
+        result = fit(module, datamodule, spec, results_dir, monitor=self.monitor, reporter=reporter, max_epochs=max_epochs)
+        out = result.as_dict()
+        out.update(monitor=self.monitor.metric, mode=self.monitor.mode, num_epochs=int(spec["train"]["num_epochs"]),
+                   notes=notes, metrics=module.last_metrics)
+        return out
+
+    def _embed(self, net, paths_or_set, spec, batch_size: int):
+        import torch
+
+        from trainers.ml_recog.data import make_loader, num_workers
+
+        loader = make_loader(paths_or_set, batch_size, num_workers(spec))
+        embeddings, labels = [], []
+        with torch.no_grad():
+            for images, target in loader:
+                embeddings.append(net(images).float())
+                labels.append(torch.as_tensor(target))
+        return torch.cat(embeddings), torch.cat(labels)
+
+    def _eval_spec(self, spec: Mapping[str, Any], action: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The input size and normalisation the checkpoint was trained with win over the spec."""
+        spec = dict(spec)
+        spec["model"] = {**spec["model"], **meta["model"]}
+        spec["dataset"] = {**spec["dataset"], **meta.get("dataset", {})}
+        return spec
+
+    def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        from automl.data.folders import ClassFolderDataset
+        from trainers.ml_recog.data import eval_transform, shared_classes, val_sets
+        from trainers.ml_recog.metrics import retrieval_metrics, topk_matches
+        from trainers.ml_recog.model import load_network
+
+        spec = config.resolve(spec, "evaluate")
+        net, meta = load_network(config.required(spec, "evaluate.checkpoint"), "evaluate.checkpoint")
+        spec = self._eval_spec(spec, "evaluate", meta)
+        ref_root, query_root = val_sets(spec)
+        mapping = shared_classes(ref_root, query_root)
+        tf = eval_transform(spec)
+        bs = int(spec["evaluate"].get("batch_size") or 64)
+        ref = ClassFolderDataset(ref_root, tf, key="dataset.val_dataset.reference", class_to_label=mapping)
+        query = ClassFolderDataset(query_root, tf, key="dataset.val_dataset.query", class_to_label=mapping)
+        ref_emb, ref_labels = self._embed(net, ref, spec, bs)
+        q_emb, q_labels = self._embed(net, query, spec, bs)
+        per_class = bool(spec["evaluate"].get("report_accuracy_per_class", True))
+        metrics = retrieval_metrics(q_emb, q_labels, ref_emb, ref_labels, per_class=per_class, prefix_names=False)
+        topk = max(1, int(spec["evaluate"].get("topk") or 1))
+        _, idx = topk_matches(q_emb, ref_emb, topk)
+        hit = (ref_labels[idx] == q_labels[:, None]).any(dim=1).float().mean().item()
+        return {"checkpoint": str(spec["evaluate"]["checkpoint"]), "metrics": metrics, f"top{topk}_accuracy": hit,
+                "num_reference": len(ref), "num_query": len(query), "num_classes": len(mapping), "per_class_average": per_class}
+
+    def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        from automl.data.archives import resolve_dataset
+        from automl.data.folders import ClassFolderDataset, ImageListDataset, list_images
+        from trainers.ml_recog.data import eval_transform, val_sets
+        from trainers.ml_recog.metrics import topk_matches
+        from trainers.ml_recog.model import load_network
+
+        spec = config.resolve(spec, "inference")
+        inf = spec["inference"]
+        net, meta = load_network(config.required(spec, "inference.checkpoint"), "inference.checkpoint")
+        spec = self._eval_spec(spec, "inference", meta)
+        ref_root, _ = val_sets(spec, need_query=False)
+        tf = eval_transform(spec)
+        bs = int(inf.get("batch_size") or 1)
+        ref = ClassFolderDataset(ref_root, tf, key="dataset.val_dataset.reference")
+        ref_emb, ref_labels = self._embed(net, ref, spec, max(bs, 1))
+        input_path = config.required(spec, "inference.input_path")
+        kind = str(inf.get("inference_input_type") or "classification_folder")
+        if kind not in ("image", "image_folder", "classification_folder"):
+            raise AutomlError(f"inference.inference_input_type: '{kind}' is not one of image, image_folder, classification_folder")
+        root = Path(input_path) if kind == "image" else resolve_dataset(input_path, "inference.input_path")
+        paths = list_images(root, "inference.input_path")
+        q_emb, order = self._embed(net, ImageListDataset(paths, tf), spec, max(bs, 1))
+        topk = max(1, int(inf.get("topk") or 1))
+        dist, idx = topk_matches(q_emb, ref_emb, topk)
+        predictions = []
+        correct = 0
+        for row, image_index in enumerate(order.tolist()):
+            path = paths[image_index]
+            matches = [{"class": ref.class_names[j], "reference": str(ref.paths[j]), "distance": round(float(d), 6)}
+                       for d, j in zip(dist[row].tolist(), idx[row].tolist())]
+            record = {"image": str(path), "matches": matches}
+            if kind == "classification_folder":
+                record["true_class"] = path.parent.name
+                correct += int(matches[0]["class"] == path.parent.name)
+            predictions.append(record)
+        results_dir = Path(results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        out_file = results_dir / "inference_results.json"
+        out_file.write_text(json.dumps(predictions, indent=1))
+        result: dict[str, Any] = {"checkpoint": str(inf["checkpoint"]), "results_file": str(out_file),
+                                  "num_images": len(predictions), "topk": topk, "num_reference": len(ref)}
+        if kind == "classification_folder":
+            result["top1_accuracy"] = correct / max(1, len(predictions))
+        return result
+
+    def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        import torch
+
+        from automl.training.onnx_export import export_onnx, onnx_parity
+        from trainers.ml_recog.model import load_network
+
+        spec = config.resolve(spec, "export")
+        exp = spec.get("export") or {}
+        net, meta = load_network(config.required(spec, "export.checkpoint"), "export.checkpoint")
+        m = meta["model"]
+        shape = (int(m["input_channels"]), int(m["input_height"]), int(m["input_width"]))
+        onnx_file = str(exp.get("onnx_file") or "").strip() or str(Path(results_dir) / "model.onnx")
+        batch = int(exp.get("batch_size", -1))
+        path = export_onnx(net, onnx_file, shape, batch_size=batch, opset_version=int(exp.get("opset_version") or 17))
+        generator = torch.Generator().manual_seed(0)
+        probe = torch.randn(3 if batch <= 0 else batch, *shape, generator=generator)
+        parity = onnx_parity(net, path, probe)
+        return {"onnx_file": str(path), "input_shape": ["batch" if batch <= 0 else batch, *shape],
+                "output_dim": int(m["feat_dim"]), "opset_version": int(exp.get("opset_version") or 17),
+                "parity": parity, "checkpoint": str(exp["checkpoint"])}
+
+    def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        import numpy as np
+        import onnx
+
+        from automl.data.folders import load_rgb
+        from automl.training.tensorrt import CalibrationBatches, EngineRequest, build_engine, list_images
+        from trainers.ml_recog.data import eval_transform
+
+        spec = config.resolve(spec, "gen_trt_engine")
+        gen = spec.get("gen_trt_engine") or {}
+        trt_cfg = gen.get("tensorrt") or {}
+        onnx_file = Path(config.required(spec, "gen_trt_engine.onnx_file"))
+        if not onnx_file.is_file():
+            raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file}")
+        dims = onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        shape = tuple(int(d.dim_value) for d in dims[1:])
+        engine = str(gen.get("trt_engine") or "").strip()
+        engine = engine if engine not in ("", "???") else str(Path(results_dir) / "model.engine")
+        data_type = str(trt_cfg.get("data_type", "FP32")).upper()
+        cal = trt_cfg.get("calibration") or {}
+        batches, cache = None, None
+        if data_type == "INT8":
+            cache_value = str(cal.get("cal_cache_file") or "").strip()
+            cache = Path(cache_value) if cache_value not in ("", "???") else Path(results_dir) / "calibration.cache"
+            dirs = cal.get("cal_image_dir")
+            if dirs and dirs != "???":
+                spec = {**spec, "model": {**spec["model"], "input_height": shape[1], "input_width": shape[2]}}
+                tf = eval_transform(spec)
+                images = list_images(dirs, "gen_trt_engine.tensorrt.calibration.cal_image_dir")
+                batches = CalibrationBatches(images, int(cal.get("cal_batch_size") or 1), int(cal.get("cal_batches") or 1),
+                                             lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32))
+        timing = str(gen.get("timing_cache") or "").strip()
+        req = EngineRequest(onnx_file=onnx_file, engine_file=Path(engine), input_shape=shape, data_type=data_type,
+                            workspace_mb=int(trt_cfg.get("workspace_size") or 1024),
+                            min_batch=int(trt_cfg.get("min_batch_size") or 1), opt_batch=int(trt_cfg.get("opt_batch_size") or 1),
+                            max_batch=int(trt_cfg.get("max_batch_size") or 1), timing_cache=Path(timing) if timing else None,
+                            calibration=batches, cal_cache_file=cache, gpu_id=int(gen.get("gpu_id") or 0),
+                            verbose=bool(gen.get("verbose")))
+        return build_engine(req)

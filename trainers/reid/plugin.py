@@ -1,0 +1,203 @@
+"""The ``reid`` trainer plugin: train, evaluate, inference and export on Market-1501 folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automl.errors import AutomlError
+from automl.plugins import Monitor, TrainerPlugin
+from automl.reporting import Reporter
+from automl.spec import apply_config
+from automl.training.checkpoints import load_checkpoint
+from trainers.reid import synth
+from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
+from trainers.reid.market1501 import scan_folder
+from trainers.reid.metrics import summary
+from trainers.reid.module import build_net, flip_embed, retrieval_metrics
+from trainers.reid.plots import plot_cmc, plot_matches
+
+SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def _device() -> torch.device:
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(path: str, key: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The retrieval network of a checkpoint written by :meth:`ReidTrainer.train`, and its train spec."""
+    if not str(path or "").strip() or str(path) == "???":
+        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of a reid train run")
+    ckpt = load_checkpoint(path, key=key)
+    meta = ckpt.get("automl")
+    if not isinstance(meta, Mapping) or meta.get("model") != "reid":
+        raise AutomlError(f"{key}: {path} is not a checkpoint of the reid trainer")
+    net = build_net(meta["spec"], int(meta["num_classes"]))
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return net.eval(), dict(meta["spec"])
+
+
+@torch.no_grad()
+def embed(net: torch.nn.Module, images, train_spec: Mapping[str, Any], batch_size: int) -> torch.Tensor:
+    dataset = ReidDataset(images, eval_transform(train_spec))
+    device = _device()
+    net = net.to(device)
+    with_flip = bool(train_spec.get("model", {}).get("with_flip_feature", False))
+    feats = [flip_embed(net, batch[0].to(device), with_flip).float().cpu()
+             for batch in loader(dataset, batch_size, 0, shuffle=False)]
+    return torch.cat(feats)
+
+
+def _section_value(spec: Mapping[str, Any], section: str, key: str, fallback: str) -> str:
+    value = str((spec.get(section) or {}).get(key) or "").strip()
+    if value:
+        return value
+    return str((spec.get("dataset") or {}).get(fallback) or "").strip()
+
+
+class ReidTrainer(TrainerPlugin):
+    name = "reid"
+    description = "Person re-identification (timm backbone + BNNeck, ID + triplet loss, Market-1501 protocol)"
+    monitor = Monitor("cmc_rank_1", "max")
+    metrics = ("cmc_rank_5", "cmc_rank_10", "mAP")
+
+    def schema_path(self) -> Path:
+        return SEARCH_SPACES / "reid.train.schema.json"
+
+    def spec_template(self, action: str = "train") -> Path:
+        path = SEARCH_SPACES / "reid" / f"spec_template_{action}.yaml"
+        if not path.is_file():
+            raise AutomlError(f"model 'reid' has no spec template for action '{action}' (train, evaluate, inference, export)")
+        return path
+
+    # -- data ---------------------------------------------------------------------------------
+    def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+        """Generated pedestrians in Market-1501 layout. Options: ``classes`` (train identities, 64),
+        ``test_classes`` (query/gallery identities, half of classes), ``per_class`` (images per
+        identity, 8), ``size`` (image height, width = height/2, 64), ``cameras`` (6)."""
+        allowed = {"classes", "test_classes", "per_class", "size", "cameras", "distractors", "junk"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise AutomlError(f"reid data generator: unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        opts = {"classes": 64, "per_class": 8, "size": 64, "cameras": 6}
+        opts.update({k: int(v) for k, v in options.items() if v is not None})
+        synth.generate(Path(out_dir), seed=seed, **opts)
+        (Path(out_dir) / "dataset.json").write_text(json.dumps({"task": "reid", "seed": seed, **opts}, indent=2))
+        return self.data_keys(Path(out_dir))
+
+    def data_keys(self, data_dir: Path) -> dict[str, Any]:
+        data_dir = Path(data_dir)
+        train = data_dir / "bounding_box_train"
+        if not train.is_dir():
+            raise AutomlError(f"{data_dir}: not a reid dataset folder (no bounding_box_train/)")
+        num_classes = len({im.pid for im in scan_folder(train, "dataset.train_dataset_dir") if im.pid > 0})
+        return {
+            "dataset.train_dataset_dir": str(train),
+            "dataset.test_dataset_dir": str(data_dir / "bounding_box_test"),
+            "dataset.query_dataset_dir": str(data_dir / "query"),
+            "dataset.num_classes": num_classes,
+        }
+
+    # -- actions ------------------------------------------------------------------------------
+    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
+              max_epochs: int | None = None) -> dict[str, Any]:
+        from automl.training.runner import fit
+        from trainers.reid.data import ReidDataModule
+        from trainers.reid.module import ReidModule
+
+        datamodule = ReidDataModule(spec)
+        module = ReidModule(spec, datamodule.num_classes, datamodule.num_query, datamodule.train_set.pids)
+        # TAO's reid names the clipping norm train.grad_clip; the shared runner reads train.clip_grad_norm.
+        run_spec = apply_config(spec, {"train.clip_grad_norm": float(spec.get("train", {}).get("grad_clip", 0.0) or 0.0)})
+        result = fit(module, datamodule, run_spec, results_dir, monitor=self.monitor, reporter=reporter,
+                     max_epochs=max_epochs).as_dict()
+        result.update({"num_classes": datamodule.num_classes, "num_query": datamodule.num_query,
+                       "num_gallery": len(datamodule.gallery)})
+        if module.missing_pretrained:
+            result["pretrained_missing_keys"] = len(module.missing_pretrained)
+        return result
+
+    def _query_gallery(self, spec: Mapping[str, Any], action: str, strict: bool):
+        query = scan_folder(_section_value(spec, action, "query_dataset", "query_dataset_dir"),
+                            f"{action}.query_dataset", strict=strict)
+        gallery = scan_folder(_section_value(spec, action, "test_dataset", "test_dataset_dir"),
+                              f"{action}.test_dataset", strict=strict)
+        return query, gallery
+
+    def _batch(self, spec: Mapping[str, Any], action: str, train_spec: Mapping[str, Any]) -> int:
+        size = int((spec.get(action) or {}).get("batch_size", -1) or -1)
+        return size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
+
+    def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        results_dir = Path(results_dir)
+        section = spec.get("evaluate") or {}
+        net, train_spec = load_model(section.get("checkpoint", ""), "evaluate.checkpoint")
+        query, gallery = self._query_gallery(spec, "evaluate", strict=True)
+        batch = self._batch(spec, "evaluate", train_spec)
+        q_feat, g_feat = embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
+        eval_spec = dict(train_spec)
+        eval_spec["re_ranking"] = spec.get("re_ranking", train_spec.get("re_ranking", {}))
+        arr = lambda items, attr: np.array([getattr(i, attr) for i in items])  # noqa: E731
+        result, distmat = retrieval_metrics(q_feat, g_feat, arr(query, "pid"), arr(gallery, "pid"),
+                                            arr(query, "camid"), arr(gallery, "camid"), eval_spec)
+        metrics = summary(result)
+        cmc_path = Path(section.get("output_cmc_curve_plot") or results_dir / "cmc_curve.png")
+        matches_path = Path(section.get("output_sampled_matches_plot") or results_dir / "sampled_matches.png")
+        plot_cmc(result["cmc"], cmc_path, "re-ranked CMC" if eval_spec["re_ranking"].get("re_ranking") else "CMC")
+        num_show = int(eval_spec["re_ranking"].get("num_query", 10) or 10)
+        rng = np.random.default_rng(0)
+        shown = sorted(rng.choice(len(query), size=min(num_show, len(query)), replace=False).tolist())
+        ranked = []
+        for i in shown:
+            # the same entries the protocol scores: no junk, no same-person-same-camera images
+            order = [j for j in np.argsort(distmat[i], kind="stable") if gallery[j].pid != -1
+                     and not (gallery[j].pid == query[i].pid and gallery[j].camid == query[i].camid)][:5]
+            ranked.append([(gallery[j].path, gallery[j].pid, float(distmat[i, j])) for j in order])
+        plot_matches([(query[i].path, query[i].pid) for i in shown], ranked, matches_path)
+        return {**metrics, "cmc": [float(v) for v in result["cmc"]], "num_query": len(query),
+                "num_gallery": len(gallery), "num_scored_queries": result["num_scored"],
+                "num_skipped_queries": result["num_skipped"],
+                "re_ranking": bool(eval_spec["re_ranking"].get("re_ranking", False)),
+                "cmc_curve_plot": str(cmc_path), "sampled_matches_plot": str(matches_path)}
+
+    def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """Ranked gallery matches per query (JSON). No identity filtering: names need not be Market-1501."""
+        results_dir = Path(results_dir)
+        section = spec.get("inference") or {}
+        net, train_spec = load_model(section.get("checkpoint", ""), "inference.checkpoint")
+        query, gallery = self._query_gallery(spec, "inference", strict=False)
+        batch = self._batch(spec, "inference", train_spec)
+        q = torch.nn.functional.normalize(embed(net, query, train_spec, batch), dim=1)
+        g = torch.nn.functional.normalize(embed(net, gallery, train_spec, batch), dim=1)
+        dist = torch.cdist(q, g).numpy()
+        top_k = min(int((spec.get("re_ranking") or {}).get("max_rank", 10) or 10), len(gallery))
+        rows = []
+        for i, item in enumerate(query):
+            order = np.argsort(dist[i], kind="stable")[:top_k]
+            rows.append({"query": str(item.path), "matches": [
+                {"rank": r + 1, "image": str(gallery[j].path), "distance": float(dist[i, j])} for r, j in enumerate(order)]})
+        out = Path(section.get("output_file") or results_dir / "inference.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"top_k": top_k, "results": rows}, indent=1))
+        return {"output_file": str(out), "num_query": len(query), "num_gallery": len(gallery), "top_k": top_k}
+
+    def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        from automl.training.onnx_export import export_onnx, onnx_parity
+
+        results_dir = Path(results_dir)
+        section = spec.get("export") or {}
+        net, train_spec = load_model(section.get("checkpoint", ""), "export.checkpoint")
+        h, w = input_hw(train_spec)  # the trained input size, whatever the export section says
+        out = Path(str(section.get("onnx_file") or "").strip() or results_dir / "model.onnx")
+        export_onnx(net, out, (3, h, w), batch_size=int(section.get("batch_size", -1) or -1),
+                    opset_version=int(section.get("opset_version", 17) or 17))
+        parity = onnx_parity(net, out, torch.randn(4, 3, h, w, generator=torch.Generator().manual_seed(0)))
+        if parity["max_abs_diff"] > 1e-4:
+            raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} (> 1e-4) for {out}")
+        return {"onnx_file": str(out), "input_shape": [3, h, w], "embedding_dim": int(net.feat_dim), "parity": parity}
