@@ -38,7 +38,7 @@ from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, Se
                                   TrialRecord)
 from automl.errors import AutomlError
 from automl.search import rundir
-from automl.search.algorithms import MULTI_FIDELITY, Rungs, make_pruner, make_sampler
+from automl.search.algorithms import MULTI_FIDELITY, Rungs, grid_configs, make_pruner, make_sampler
 from automl.search.slots import slot_env
 from automl.search.worker import PREVIOUS_RESULT, RESULT, best_epoch, epoch_metrics
 from automl.spec import apply_config
@@ -206,6 +206,8 @@ class _Search:
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        # an enqueued value outside its range is reported by space.check() as the trial's failure
+        warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
         self.setup, self.tracker, self.progress = setup, tracker, progress
         self.lock = threading.RLock()
         self.results: queue.Queue = queue.Queue()
@@ -213,6 +215,9 @@ class _Search:
         self.running: dict[int, Job] = {}  # slot index -> job
         self.queue: list[Job] = []  # reruns after a resume, pbt segments
         self.consecutive_failures = 0
+        self._used: int | None = None  # trials counted against the budget (cached; this process asks them all)
+        self._record_json: dict[int, dict] = {}
+        self._trials: dict[int, Any] = {}  # optuna.Trial handles of trials this process asked
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.mf = setup.algorithm in MULTI_FIDELITY
@@ -227,6 +232,8 @@ class _Search:
 
     # ---- study helpers
     def _trial(self, number: int):
+        if number in self._trials:
+            return self._trials[number]
         import optuna
 
         storage = self.study._storage
@@ -235,9 +242,11 @@ class _Search:
 
     def used(self) -> int:
         """Trials counted against the budget (started, whatever happened to them)."""
-        from optuna.trial import TrialState
+        if self._used is None:
+            from optuna.trial import TrialState
 
-        return sum(1 for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+            self._used = sum(1 for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+        return self._used
 
     # ---- main loop
     def run(self) -> list[TrialRecord]:
@@ -249,6 +258,11 @@ class _Search:
             self._enqueue(setup.space.defaults(), "baseline")
             for config in setup.warm_start_configs:
                 self._enqueue(config, "warm_start")
+            if setup.algorithm == "grid":
+                points = int(setup.algorithm_settings.get("grid_points", 3))
+                room = setup.budget_trials - 1 - len(setup.warm_start_configs)
+                for config in grid_configs(setup.space, points, setup.seed)[:max(0, room)]:
+                    self._enqueue(config, "grid")
         self.progress.start(setup, sorted(self.records.values(), key=lambda r: r.number))
         try:
             self._loop()
@@ -312,6 +326,8 @@ class _Search:
         if fixed is not None:
             self._enqueue(fixed, "pbt")
         trial = self.study.ask()
+        self._trials[trial.number] = trial
+        self._used = self.used() + 1
         config = self.setup.space.suggest(trial)
         if "fixed_config" in trial.user_attrs:
             # the enqueued values are what the trial trains with, whatever helper parameters (e.g. a
@@ -497,6 +513,7 @@ class _Search:
         record.params = record.params or job.config
         if self.pbt is not None and record.state == PAUSED:
             record.state = COMPLETE  # a pbt segment is a finished trial; the member goes on in a new one
+            rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
         state = record.state
         if state in (COMPLETE, PRUNED, FAILED):
             values = None
@@ -532,7 +549,10 @@ class _Search:
             "best_epoch": record.best_epoch, "best_checkpoint": record.best_checkpoint,
             "spec": str(Path(record.trial_dir or "") / "spec.yaml")}, Path(record.trial_dir or self.setup.run_dir))
         self.progress.trial_finished(record)
-        records = [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.number)]
+        for number, other in self.records.items():
+            if number not in self._record_json or number == record.number:
+                self._record_json[number] = other.to_json()
+        records = [self._record_json[n] for n in sorted(self._record_json)]
         self.tracker.search_progress(records, _best_so_far(self.records.values(), self.setup))
 
     # ---- resume

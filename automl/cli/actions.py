@@ -62,9 +62,13 @@ def results_dir_for(spec: dict[str, Any], action: str, model: str, cli_value: Pa
 def start_tracking(model: str, spec: dict[str, Any], results_dir: Path):
     """Plain training's experiment tracking (one run). Returns an object with ``finish(result)``.
 
-    Hook for the MLflow tracker (:func:`automl.tracking.create_tracker`); until it records plain
-    runs this is a no-op.
+    The MLflow run (:func:`automl.tracking.start_training_run`); a no-op when tracking is off.
     """
+    from automl.tracking import start_training_run
+
+    run = start_training_run(results_dir, model=model, spec=spec)
+    if run is not None:
+        return run
 
     class _NoTracking:
         def finish(self, result: dict[str, Any], failed: bool = False) -> None:

@@ -156,6 +156,7 @@ def run(
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Seed with the best configs of an earlier run (name or path)."),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep losing trials' checkpoints."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: a store in the run folder)."),
+    tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Record the search in MLflow (default on)."),
     backend: str = typer.Option("optuna", "--backend", help="optuna (embedded) or ray."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
 ) -> None:
@@ -180,7 +181,7 @@ def run(
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)
     summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_top, reeval_seeds=reeval_seeds,
-                         promote_best=not no_promote, tracking_uri=tracking_uri)
+                         promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
     _print_summary(summary, console)
     if as_json:
         print(json.dumps(summary, default=str))
@@ -217,8 +218,10 @@ def _trials_table(run_dir: Path) -> Table:
     records = rundir.read_trials(run_dir)
     table = Table(title=f"{header['name']} ({header['model']}, {header['algorithm']}, budget {header['budget_trials']})")
     names = sorted({k for r in records for k in r.params})
-    for col in ("trial", "state", "value", "best epoch", "epochs", "time s", *[n.rsplit(".", 1)[-1] for n in names], "reason"):
-        table.add_column(col)
+    for col in ("trial", "state", "value", "best epoch", "epochs", "time s"):
+        table.add_column(col, no_wrap=True)
+    for col in (*[n.rsplit(".", 1)[-1] for n in names], "reason"):
+        table.add_column(col, overflow="fold")
     style = {COMPLETE: "green", PRUNED: "yellow", FAILED: "red", PAUSED: "blue", "running": "cyan"}
     for r in records:
         table.add_row(str(r.number), Text(r.state, style=style.get(r.state, "")), _fmt(r.value), _fmt(r.best_epoch),

@@ -60,9 +60,11 @@ def show(
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    # piped output (logs, CI) gets a wide table rather than dotted names folded at 80 columns
+    console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"search space: {space.schema_path} ({len(space)} searched)", show_lines=False)
-    for col in ("name", "type", "range / choices", "scale", "weights", "condition"):
+    table.add_column("name", no_wrap=True)
+    for col in ("type", "range / choices", "scale", "weights", "condition"):
         table.add_column(col, overflow="fold")
     for row in space.describe():
         table.add_row(*(escape(str(row[k])) for k in ("name", "type", "range", "scale", "weights", "condition")))
@@ -121,16 +123,9 @@ def sample(
 
 def sample_configs(space, n: int, seed: int, backend: str) -> list[dict]:
     if backend == "optuna":
-        import optuna
+        from automl.space.optuna_adapter import sample_optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        configs = []
-        for _ in range(n):
-            trial = study.ask()
-            configs.append(space.suggest(trial))
-            study.tell(trial, 0.0)
-        return configs
+        return sample_optuna(space, n, seed)
     if backend == "ray":
         from automl.space.ray_adapter import sample_ray
 

@@ -59,38 +59,49 @@ def make_sampler(algorithm: str, seed: int | None, space: Any, n_objectives: int
     if algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if algorithm == "grid":
-        grid = grid_of(space)
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        # the grid points are enqueued as fixed configs (see grid_configs); helpers sample at random
+        return optuna.samplers.RandomSampler(seed=seed)
     raise AutomlError(f"no sampler for algorithm '{algorithm}'")
 
 
-def grid_of(space: Any, points: int = 3) -> dict[str, list]:
-    """A grid over the space: categorical/bool choices, a few points per numeric range."""
-    grid_fn = getattr(space, "grid", None)
-    if callable(grid_fn):
-        return grid_fn(points)
-    import json
+def grid_configs(space: Any, points: int = 3, seed: int | None = None) -> list[dict[str, Any]]:
+    """Every valid combination of a few values per parameter, in seeded random order.
 
-    data = space.to_json()
-    params = data.get("params", data) if isinstance(data, dict) else data
-    out: dict[str, list] = {}
-    for p in params if isinstance(params, list) else params.values():
-        name = p.get("name")
-        choices = p.get("choices") or p.get("enum")
-        if choices:
-            out[name] = list(choices)
-        elif p.get("low") is not None and p.get("high") is not None:
-            lo, hi = p["low"], p["high"]
-            if p.get("log"):
-                vals = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (points - 1)) for i in range(points)]
+    Optuna's GridSampler needs a static space of Optuna parameter names; our spaces are
+    define-by-run with helper parameters (weighted choices, lists) and ranges that depend on parents,
+    so the grid is built here from the typed parameters and each point is enqueued as a fixed config
+    (helpers are then sampled at random, which does not change the config). Floats and wide ints get
+    ``points`` evenly spaced values (log-spaced for log params), categoricals all choices, structured
+    lists their default. Combinations failing ``space.check`` are dropped.
+    """
+    import itertools
+    import random
+
+    axes = []
+    for p in space.params:
+        kind = getattr(p, "kind", "")
+        if kind == "categorical":
+            values = list(p.choices)
+        elif kind in ("float", "int"):
+            lo, hi = float(p.low), float(p.high)
+            if getattr(p, "log", False) and lo > 0:
+                vals = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / max(points - 1, 1)) for i in range(points)]
             else:
-                vals = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
-            if p.get("type") == "int":
-                vals = sorted({int(round(v)) for v in vals})
-            out[name] = vals
-    if not out:
-        raise AutomlError(f"--algorithm grid: could not build a grid from the space ({json.dumps(data)[:200]})")
-    return out
+                vals = [lo + (hi - lo) * i / max(points - 1, 1) for i in range(points)]
+            if kind == "int":
+                step = int(getattr(p, "step", 1) or 1)
+                if (hi - lo) / step + 1 <= points + 2:
+                    vals = list(range(int(lo), int(hi) + 1, step))
+                vals = sorted({int(lo + round((v - lo) / step) * step) for v in vals})
+            values = vals
+        else:
+            values = [p.default]
+        axes.append((p.name, values))
+    names = [n for n, _ in axes]
+    grid = [dict(zip(names, combo)) for combo in itertools.product(*[v for _, v in axes])]
+    grid = [g for g in grid if not space.check(g)]
+    random.Random(seed).shuffle(grid)
+    return grid
 
 
 def make_pruner(algorithm: str, settings: dict[str, Any]):

@@ -245,7 +245,7 @@ def write_header(setup: SearchSetup) -> None:
 
 def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = None, progress: Progress | None = None,
                reeval_top: int = 0, reeval_seeds: int = 2, promote_best: bool = True,
-               tracking_uri: str | None = None) -> dict[str, Any]:
+               tracking_uri: str | None = None, tracking: bool = True) -> dict[str, Any]:
     """Run the search end to end and return the summary."""
     from automl.backends import get_backend
     from automl.search.promote import finish_search
@@ -258,7 +258,7 @@ def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = No
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
     header["backend"] = backend
     rundir.write_json(setup.run_dir / rundir.SEARCH_JSON, header)
-    tracker = tracker or create_tracker(setup.run_dir, tracking_uri)
+    tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking)
     tracker.start_search(setup.run_dir, {
         "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
         "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,
@@ -298,6 +298,16 @@ def train_plain(*, model: str, spec_file: str | None, overrides: list[str], outp
     results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
     results.mkdir(parents=True, exist_ok=True)
     dump_yaml(spec, results / "spec.yaml")
-    out = plugin.train(spec, results, FileReporter(results), None) or {}
+    from automl.tracking import start_training_run
+
+    tracking = start_training_run(results, model=model, spec=spec)  # MLflow run; None when tracking is off
+    try:
+        out = plugin.train(spec, results, FileReporter(results), None) or {}
+    except BaseException:
+        if tracking is not None:
+            tracking.finish({}, failed=True)
+        raise
     rundir.write_json(results / "train.json", out)
+    if tracking is not None:
+        tracking.finish(out)
     return {"results_dir": str(results), **out}

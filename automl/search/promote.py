@@ -45,6 +45,9 @@ def candidates(records: list[TrialRecord], setup: SearchSetup) -> list[TrialReco
     value of their best epoch (for multi-objective searches, the Pareto front by the first objective)."""
     pool = pareto_front(records, setup) if setup.multi_objective else [
         r for r in records if r.state == COMPLETE and r.value is not None]
+    full = [r for r in pool if r.epochs_done >= setup.max_epochs]
+    if setup.algorithm == "pbt" and full:  # pbt segments that stopped early are not finished models
+        pool = full
     if not pool:  # nothing finished (e.g. everything pruned early): take what has a value
         pool = [r for r in records if r.state in (PRUNED, PAUSED) and r.value is not None]
     return sorted(pool, key=lambda r: _sign(setup) * r.value)

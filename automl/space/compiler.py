@@ -15,9 +15,10 @@ from automl.space.params import (
 )
 from automl.space.schema import Leaf, Schema
 
+NUMERIC_TYPES = ("int", "float", "ordered_int")
 EPOCH_KEYS = ("num_epochs", "epochs", "epoch", "max_epochs", "total_epochs")
 OVERRIDE_KEYS = ("min", "max", "scale", "choices", "weights", "step")
-_PATHLIKE = re.compile(r"(path|dir|file|root|url|uri|_name$|name$|tags?$|prefix|suffix|pattern|key$)", re.I)
+_PATHLIKE = re.compile(r"(path|dir$|dirs?_|_dir|file|root|url|uri|folder)", re.I)
 #: log scale when the range spans this ratio around a positive default ...
 LOG_SPAN = 100.0
 #: ... and the window is [default / LOG_WINDOW, default * LOG_WINDOW] clipped to the schema range
@@ -169,6 +170,13 @@ class Compiler:
             return copy.deepcopy(self.fixed[name])
         return self.schema.default_value(name)
 
+    def anchor(self, leaf: Leaf) -> float | None:
+        """The value a window is centred on: the user's spec value, else the schema default."""
+        value = self.fixed.get(leaf.name, leaf.default)
+        if not is_number(value):
+            value = leaf.default
+        return value if is_number(value) else None
+
     def error(self, name: str, message: str) -> SpecError:
         return SpecError(f"{self.schema.path}: parameter '{name}': {message}")
 
@@ -239,7 +247,7 @@ class Compiler:
         return lo, hi, lo_open, hi_open, excluded, notes
 
     def _relations(self, leaf: Leaf) -> list[Relation]:
-        numeric_parents = [p for p in leaf.depends_on if self.schema.leaves[p].type in ("int", "float")]
+        numeric_parents = [p for p in leaf.depends_on if self.schema.leaves[p].type in NUMERIC_TYPES]
         if not numeric_parents:
             return []
         rels = leaf.condition.relations() if leaf.condition else []
@@ -253,30 +261,30 @@ class Compiler:
 
     def float(self, leaf: Leaf, ov: dict[str, Any]) -> FloatParam:
         lo, hi, lo_open, hi_open, excluded, notes = self._numeric_bounds(leaf, ov, integer=False)
-        d = leaf.default if is_number(leaf.default) else None
+        d = self.anchor(leaf)
         scale = ov.get("scale", leaf.scale)
-        user_window = "min" in ov or "max" in ov
-        if scale is None:
+        auto = scale is None
+        if auto:
             scale = "log" if auto_log(lo, hi, d) else "linear"
             if scale == "log":
                 notes.append(f"auto log: default {_f(d)}, schema range [{_f(lo)}, {_f(hi)}]")
         if scale == "log":
-            if not user_window or lo <= 0 or not math.isfinite(hi):
-                anchor = d if d is not None and d > 0 else (hi if math.isfinite(hi) and hi > 0 else 1.0)
-                w_lo, w_hi = anchor / LOG_WINDOW, anchor * LOG_WINDOW
-                if not user_window:
-                    new_lo, new_hi = max(lo, w_lo), min(hi, w_hi)
-                else:
-                    new_lo = lo if lo > 0 else w_lo
-                    new_hi = hi if math.isfinite(hi) else w_hi
-                if new_lo > lo:
-                    lo, lo_open = new_lo, False
-                if new_hi < hi:
-                    hi, hi_open = new_hi, False
-                if not user_window:
-                    notes.append(f"window [d/{LOG_WINDOW:g}, d*{LOG_WINDOW:g}]")
-            if lo <= 0:
-                raise self.error(leaf.name, f"log scale needs a positive minimum, got {lo}")
+            anchor = d if d is not None and d > 0 else (hi if math.isfinite(hi) and hi > 0 else 1.0)
+            w_lo, w_hi = anchor / LOG_WINDOW, anchor * LOG_WINDOW
+            if auto and "min" not in ov and "max" not in ov:
+                # TAO's wide range is narrowed to a window around the default
+                new_lo, new_hi = max(lo, w_lo), min(hi, w_hi)
+                notes.append(f"window [d/{LOG_WINDOW:g}, d*{LOG_WINDOW:g}]")
+            else:
+                # an explicit log scale keeps its range; only a 0 or Infinity end needs a window
+                new_lo = lo if lo > 0 else w_lo
+                new_hi = hi if math.isfinite(hi) else w_hi
+                if new_lo != lo or new_hi != hi:
+                    notes.append(f"log needs a positive finite range: [{_f(new_lo)}, {_f(new_hi)}] around {_f(anchor)}")
+            if new_lo > lo:
+                lo, lo_open = new_lo, False
+            if new_hi < hi:
+                hi, hi_open = new_hi, False
         else:
             if not math.isfinite(hi):
                 base = d if d is not None else max(lo, 0.0)
@@ -294,7 +302,7 @@ class Compiler:
 
     def int(self, leaf: Leaf, ov: dict[str, Any]) -> IntParam:
         lo, hi, _, _, excluded, notes = self._numeric_bounds(leaf, ov, integer=True)
-        d = leaf.default if is_number(leaf.default) else None
+        d = self.anchor(leaf)
         if not math.isfinite(lo):
             lo = 0 if d is None or d >= 0 else int(INF_FACTOR * d)
             notes.append(f"no finite minimum: searching from {lo}")
@@ -352,7 +360,9 @@ class Compiler:
             top = max([v for v in default if is_number(v)] or [5])
             budget = int(2 * top)
         notes = [] if key else [f"no epoch key in the schema: budget 2 x max(default) = {budget}"]
+        default_budget = self.schema.default_value(key) if key else None
         return MilestonesParam(name=leaf.name, default=leaf.default, budget_param=key, budget=budget,
+                               default_budget=int(default_budget) if is_number(default_budget) else None,
                                max_count=MAX_MILESTONES, budget_searched=key in self.searched_set, notes=notes)
 
     def sizes(self, leaf: Leaf) -> SubsetParam:
@@ -371,7 +381,7 @@ class Compiler:
                            max_count=max(1, len(set(values))), label="sizes", notes=[note])
 
     def kernel(self, leaf: Leaf) -> KernelParam:
-        size_params = [p for p in leaf.depends_on if self.schema.leaves[p].type in ("int", "float")]
+        size_params = [p for p in leaf.depends_on if self.schema.leaves[p].type in NUMERIC_TYPES]
         defaults = []
         for p in size_params:
             v = self.value_of(p)
@@ -394,25 +404,37 @@ class Compiler:
     # -- cross-parameter feasibility -------------------------------------------------------------
     def tighten(self, params: dict[str, Param]) -> None:
         """Shrink searched parents so that every dependent (searched or fixed) stays feasible."""
-        for name in reversed(self.schema.topological(list(params))):
+        for name in reversed([n for n in self.schema.topological(list(params)) if n in params]):
             child = params[name]
+            if isinstance(child, KernelParam):
+                for size in child.searched_parents:
+                    if isinstance(params.get(size), (IntParam, FloatParam)):
+                        self._bound_parent(params[size], "at_most", 3, 3, f"so that {name} fits a 3x3 kernel")
+            if isinstance(child, MilestonesParam) and child.budget_searched:
+                budget = params.get(child.budget_param)
+                if isinstance(budget, (IntParam, FloatParam)):
+                    self._bound_parent(budget, "<", 1, 1, f"so that {name} has a milestone")
             for rel in getattr(child, "relations", []):
                 parent = params.get(rel.parent)
-                if not isinstance(parent, (IntParam, FloatParam)):
-                    continue
-                cmin, cmax = _static_range(child)
-                self._bound_parent(parent, rel.op, cmin, cmax, f"so that {name} can be {rel.text()}")
+                why = f"so that {name} can be {rel.text()}"
+                if isinstance(parent, (IntParam, FloatParam)) and rel.op != "multiple":
+                    cmin, cmax = _static_range(child)
+                    self._bound_parent(parent, rel.op, cmin, cmax, why)
+                elif parent is not None:
+                    self._filter_parent(parent, lambda c, child=child, rel=rel: _child_feasible(child, rel, c), why)
         # fixed dependents of searched parents
         for name, leaf in self.schema.leaves.items():
             if name in params:
                 continue
             value = self.value_of(name)
-            for rel in self._relations(leaf) if leaf.type in ("int", "float") else []:
+            for rel in self._relations(leaf) if leaf.type in NUMERIC_TYPES else []:
                 parent = params.get(rel.parent)
-                if not isinstance(parent, (IntParam, FloatParam)) or not is_number(value):
+                if parent is None or not is_number(value):
                     continue
                 why = f"fixed {name}={value} must be {rel.text()}"
-                if rel.op == "multiple":
+                if not isinstance(parent, (IntParam, FloatParam)):
+                    self._filter_parent(parent, lambda c, v=value, rel=rel: rel.holds(v, c), why)
+                elif rel.op == "multiple":
                     if isinstance(parent, IntParam) and is_int(value):
                         parent.divides.append(int(value))
                         parent.notes.append(f"divides {value} ({why})")
@@ -438,6 +460,30 @@ class Compiler:
                                          + "; ".join(p.notes))
 
     @staticmethod
+    def _filter_parent(parent: Param, ok, why: str) -> None:
+        """Drop the parent's values for which no dependent value exists (ints: as exclusions)."""
+        if isinstance(parent, CategoricalParam):
+            if not all(is_number(c) for c in parent.choices):
+                return
+            keep = [i for i, c in enumerate(parent.choices) if ok(c)]
+            if len(keep) < len(parent.choices):
+                dropped = [parent.choices[i] for i in range(len(parent.choices)) if i not in keep]
+                if parent.weights is not None:
+                    parent.weights = [parent.weights[i] for i in keep]
+                parent.choices = [parent.choices[i] for i in keep]
+                parent.notes.append(f"not {dropped} ({why})")
+        elif isinstance(parent, IntParam):
+            plan = parent.plan({})
+            candidates = plan if isinstance(plan, list) else range(plan[0], plan[1] + 1, plan[2])
+            if len(candidates) > 100_000:
+                return
+            bad = [v for v in candidates if not ok(v)]
+            if bad:
+                parent.excluded += bad
+                shown = ", ".join(map(str, bad[:6])) + (", ..." if len(bad) > 6 else "")
+                parent.notes.append(f"not {shown} ({why})")
+
+    @staticmethod
     def _bound_parent(parent: Param, op: str, cmin: float, cmax: float, why: str) -> None:
         integer = isinstance(parent, IntParam)
         if op in (">", ">="):          # child > parent: parent below the child's largest value
@@ -457,6 +503,25 @@ class Compiler:
         elif op == "multiple" and cmax < parent.high:
             parent.high = int(cmax) if integer else float(cmax)
             parent.notes.append(f"<= {cmax:g} ({why})")
+
+
+def _child_feasible(child: Param, rel: Relation, parent_value: float) -> bool:
+    """Whether some value of a searched ``child`` satisfies ``rel`` against ``parent_value``."""
+    if isinstance(child, IntParam):
+        plan = child.plan({})
+        if isinstance(plan, list):
+            return any(rel.holds(v, parent_value) for v in plan)
+        lo, hi, step = plan
+        if rel.op == "multiple":
+            if not is_int(parent_value) or parent_value <= 0:
+                return False
+            both = step * int(parent_value) // math.gcd(step, int(parent_value))
+            return -(-lo // both) * both <= hi
+        values = range(lo, hi + 1, step)
+        return any(rel.holds(v, parent_value) for v in (values if len(values) <= 100_000 else (lo, hi)))
+    if isinstance(child, FloatParam):
+        return rel.op == "multiple" or rel.holds(child.low, parent_value) or rel.holds(child.high, parent_value)
+    return True
 
 
 def _static_range(p: Param) -> tuple[float, float]:

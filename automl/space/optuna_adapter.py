@@ -46,3 +46,17 @@ class TrialSource(Source):
 
 def suggest(space: SearchSpace, trial: optuna.Trial) -> dict[str, Any]:
     return space.draw(TrialSource(trial))
+
+
+def sample_optuna(space: SearchSpace, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` configs from an in-memory study with ``RandomSampler(seed)`` (reproducible by seed)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        configs.append(space.suggest(trial))
+        study.tell(trial, 0.0)
+    return configs

@@ -489,6 +489,7 @@ class MilestonesParam(Param):
     budget: int = 10
     max_count: int = 4
     budget_searched: bool = False
+    default_budget: int | None = None   # the schema's default epochs: the default milestones' scale
 
     kind: ClassVar[str] = "milestones"
 
@@ -530,10 +531,11 @@ class MilestonesParam(Param):
             return value
         kept = sorted({int(v) for v in (value or []) if is_number(v) and 0 < v < budget})[: self.max_count]
         if not kept and budget >= 2:
-            # scale the default's milestones into the budget, keeping their relative positions
+            # scale the default's milestones into the budget, keeping their fraction of training
             src = [v for v in (value or []) if is_number(v) and v > 0]
-            top = max(src) if src else 1
-            kept = sorted({min(max(1, round(v / (top + 1) * budget)), budget - 1) for v in src} or {budget // 2})
+            scale = self.default_budget if self.default_budget and self.default_budget > max(src or [0]) \
+                else max(src or [0]) + 1
+            kept = sorted({min(max(1, round(v / scale * budget)), budget - 1) for v in src} or {budget // 2})
             kept = kept[: self.max_count]
         return kept
 

@@ -74,6 +74,7 @@ class Leaf:
 
     # Mapping-style access so callers may treat a leaf like its JSON node.
     def __getitem__(self, key: str) -> Any:
+        key = {"min": "minimum", "max": "maximum", "weights": "option_weights"}.get(key, key)
         if key in self.__dataclass_fields__ and key != "raw":
             return getattr(self, key)
         return self.raw[key]

@@ -102,19 +102,24 @@ class ToyTrainer(TrainerPlugin):
             if fail != "none" and epoch >= int(t.get("fail_epoch", 0)):
                 _fail(fail)
             if float(t.get("sleep_s", 0) or 0):
-                time.sleep(float(t["sleep_s"]))
+                # sleep_by_width: trial length varies with the config (mixed-length workloads)
+                scale = width / 4.0 if t.get("sleep_by_width") else 1.0
+                time.sleep(float(t["sleep_s"]) * scale)
             noise = float(t.get("noise", 0.01)) * float(torch.randn(1, generator=gen))
             value = q * schedule(epoch, num_epochs) + noise
             epochs_run += 1
             state = {"epoch": torch.tensor(epoch), "weights": torch.full((width,), value),
                      "best_value": torch.tensor(max(best_value, value)),
                      "best_epoch": torch.tensor(epoch if value > best_value else (best_epoch if best_epoch is not None else -1))}
-            torch.save(state, ckpt_dir / "last.ckpt")
-            checkpoint = ckpt_dir / "last.ckpt"
+            save = t.get("checkpoints", True) is not False  # off: a trivial trial for overhead benchmarks
+            if save:
+                torch.save(state, ckpt_dir / "last.ckpt")
+            checkpoint = ckpt_dir / "last.ckpt" if save else None
             if value > best_value:
                 best_value, best_epoch = value, epoch
-                torch.save(state, ckpt_dir / "best.ckpt")
-                checkpoint = ckpt_dir / "best.ckpt"
+                if save:
+                    torch.save(state, ckpt_dir / "best.ckpt")
+                    checkpoint = ckpt_dir / "best.ckpt"
             if reporter is not None:
                 reporter.report(epoch, {"val_score": value, "latency_ms": 2.0 * width, "train_loss": 1.0 - value},
                                 checkpoint)

@@ -10,6 +10,7 @@ Implementations live side by side: :class:`NullTracker` here, the MLflow one in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,37 @@ def create_tracker(run_dir: Path, tracking_uri: str | None = None, enabled: bool
 
     Default: MLflow with an embedded store inside ``run_dir``; ``tracking_uri`` points at a team server.
     """
-    if not enabled:
+    if not tracking_enabled(enabled):
         return NullTracker()
     from automl.tracking.mlflow_tracker import MlflowTracker
 
-    return MlflowTracker(Path(run_dir), tracking_uri)
+    return MlflowTracker(Path(run_dir), resolve_tracking_uri(tracking_uri))
+
+
+def tracking_enabled(enabled: bool = True) -> bool:
+    """``AUTOML_TRACKING=off`` turns tracking off everywhere (e.g. in test suites of other components)."""
+    return enabled and os.environ.get("AUTOML_TRACKING", "on").lower() not in ("off", "0", "false", "no")
+
+
+def resolve_tracking_uri(tracking_uri: str | None) -> str | None:
+    """An explicit URI wins; else a team server named in ``MLFLOW_TRACKING_URI`` (MLflow's own variable);
+    else None: the embedded store in the run folder."""
+    if tracking_uri:
+        return tracking_uri
+    env = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return env if env.startswith(("http://", "https://")) else None
+
+
+def start_training_run(results_dir: Path, *, model: str, spec: dict[str, Any] | None = None,
+                       tracking_uri: str | None = None, enabled: bool = True, **kwargs: Any):
+    """Plain training (``automl train``): open its MLflow run now, ``finish(result)`` when it ends.
+    Returns None when tracking is off. See :class:`automl.tracking.mlflow_tracker.TrainingRun`."""
+    if not tracking_enabled(enabled):
+        return None
+    from automl.tracking.mlflow_tracker import start_training_run as _start
+
+    return _start(Path(results_dir), model=model, spec=spec, tracking_uri=resolve_tracking_uri(tracking_uri),
+                  **kwargs)
 
 
 def track_training_run(results_dir: Path, **kwargs: Any) -> str | None:
@@ -63,4 +90,6 @@ def track_training_run(results_dir: Path, **kwargs: Any) -> str | None:
     :func:`automl.tracking.mlflow_tracker.track_training_run` for the arguments."""
     from automl.tracking.mlflow_tracker import track_training_run as _track
 
+    kwargs["enabled"] = tracking_enabled(kwargs.get("enabled", True))
+    kwargs["tracking_uri"] = resolve_tracking_uri(kwargs.get("tracking_uri"))
     return _track(Path(results_dir), **kwargs)

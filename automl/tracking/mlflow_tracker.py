@@ -47,6 +47,9 @@ HTTP_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # MLflow prints "View run ... at: URL" on stdout for every run it ends on a server: it would
+    # interleave with the search's progress display and break `--json` output.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "paused": "KILLED", "failed": "FAILED"}
@@ -128,6 +131,10 @@ class MlflowWriter:
     def client(self):
         if self._client is None:
             from mlflow import MlflowClient
+
+            # "Creating initial MLflow database tables..." on every new run folder is noise to users.
+            for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
             self._client = MlflowClient(tracking_uri=self.state.tracking_uri, registry_uri=self.state.tracking_uri)
         return self._client
@@ -343,6 +350,9 @@ class MlflowTracker(Tracker):
         self._sent_epochs: dict[int, set[tuple[int, int]]] = {}
         self._last_plot_request = 0.0
         self._promotions = 0
+        self._last_finished: int | None = None
+        self._controller_best = False
+        self._best_logged: tuple[int, float] | None = None
         self._closed = False
         self._mutex = threading.Lock()
 
@@ -427,18 +437,23 @@ class MlflowTracker(Tracker):
             self._artifact(key, log_file)
         self._submit("close", key=key, status=STATUS.get(state, "FAILED"))
         self._sent_epochs.pop(number, None)
-        if state == "complete" and _number(value) is not None:
-            self._consider_best(number, float(value))
-        if self.best is not None:
-            self._submit("metrics", key=SEARCH, step=number, metrics={"best_so_far": self.best[1]})
+        self._last_finished = number
+        if not self._controller_best:  # until the controller says which trial is best, decide here
+            if state == "complete" and _number(value) is not None:
+                self._consider_best(number, float(value))
+            self._log_best_so_far(number)
         self._request_plots()
 
     def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
-        # The controller's best wins (multi-objective searches choose it by their own rule).
-        if best and best.get("number") is not None and _number(best.get("value")) is not None:
-            number = int(best["number"])
-            if self.best is None or self.best[0] != number:
-                self._move_best(number, float(best["value"]))
+        # The controller's best wins: it knows its own rule (rungs of multi-fidelity searches,
+        # multi-objective ranking). From its first answer on, best_so_far is logged here.
+        if best is not None:
+            self._controller_best = True
+            if best.get("number") is not None and _number(best.get("value")) is not None:
+                number = int(best["number"])
+                if self.best is None or self.best[0] != number:
+                    self._move_best(number, float(best["value"]))
+            self._log_best_so_far(self._last_finished)
         self._request_plots()
 
     def promoted(self, best: dict[str, Any], best_dir: Path) -> None:
@@ -448,12 +463,15 @@ class MlflowTracker(Tracker):
         self._promotions += 1
         model_dir = self.run_dir / TRACKING_DIR / "promoted_model"
         shutil.rmtree(model_dir, ignore_errors=True)
+        if best.get("torch_module") is None:
+            best = {**best, **self._module_from_plugin(best, best_dir)}
         flavor = _save_model(best, best_dir, model_dir)
         for name in ("model.ckpt", "model.onnx", "model.engine", "evaluate.json", "summary.json"):
             self._artifact(key, best_dir / name, "promoted")
         evaluation = _read_json(best_dir / "evaluate.json")
         if isinstance(evaluation, dict):
-            scores = {f"champion/{k}": v for k, v in evaluation.items() if _number(v) is not None}
+            scores = {f"champion/{k}": v for k, v in _flatten(evaluation).items()
+                      if _number(v) is not None and not isinstance(v, bool)}
             if scores:
                 self._submit("metrics", key=SEARCH, step=0, metrics=scores)
         model = self.info.get("model") or best.get("model") or "model"
@@ -514,6 +532,41 @@ class MlflowTracker(Tracker):
             if int(record.get("epoch", -1)) == int(epoch) and record.get("time") is not None:
                 return _ms(record["time"])
         return None
+
+    def _module_from_plugin(self, best: dict[str, Any], best_dir: Path) -> dict[str, Any]:
+        """The promoted weights as an ``nn.Module``, from trainers that can build one: an optional plugin
+        method ``load_module(spec, checkpoint) -> nn.Module`` (and ``input_example(spec)`` for a traced,
+        pickle-free model). Trainers without it get the ONNX flavour."""
+        model = self.info.get("model")
+        checkpoint = best_dir / "model.ckpt"
+        if not model or not checkpoint.is_file():
+            return {}
+        try:
+            from automl.plugins import get_trainer
+
+            plugin = get_trainer(model)
+            load = getattr(plugin, "load_module", None)
+            if load is None:
+                return {}
+            import yaml
+
+            number = best.get("number", best.get("trial"))
+            spec_file = self.run_dir / "trials" / f"{int(number):04d}" / "spec.yaml"
+            spec = yaml.safe_load(spec_file.read_text()) if spec_file.is_file() else {}
+            out = {"torch_module": load(spec, checkpoint)}
+            example = getattr(plugin, "input_example", None)
+            if example is not None:
+                out["input_example"] = example(spec)
+            return out
+        except Exception as exc:  # noqa: BLE001 - the ONNX flavour still registers the champion
+            log.warning("tracking: could not rebuild the promoted model through the %s plugin: %s", model, exc)
+            return {}
+
+    def _log_best_so_far(self, step: int | None) -> None:
+        if self.best is None or step is None or self._best_logged == (step, self.best[1]):
+            return
+        self._best_logged = (step, self.best[1])
+        self._submit("metrics", key=SEARCH, step=step, metrics={"best_so_far": self.best[1]})
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
@@ -628,49 +681,109 @@ def _save_model(best: dict[str, Any], best_dir: Path, model_dir: Path) -> str:
     return "files"
 
 
+class TrainingRun:
+    """One plain training run (``automl train``) logged the way a search logs a trial.
+
+    ``start()`` opens the run at once (it shows as running in the UI); a timer reads
+    ``<results_dir>/metrics.jsonl`` every ``poll_s`` seconds, so curves grow while the model trains;
+    ``finish(result)`` logs the rest and closes the run (``failed=True`` for a run that raised). Each
+    epoch carries the time ``metrics.jsonl`` recorded, so reading it again never duplicates a point.
+    """
+
+    def __init__(self, results_dir: Path, *, model: str, spec: dict[str, Any] | None = None,
+                 spec_path: Path | None = None, tracking_uri: str | None = None, command: str | None = None,
+                 poll_s: float = 10.0, flush_timeout_s: float = 60.0):
+        self.results_dir = Path(results_dir).resolve()
+        self.model = model
+        self.spec = spec or {}
+        self.spec_path = Path(spec_path) if spec_path else None
+        self.command = command or " ".join(sys.argv)
+        self.poll_s = poll_s
+        self.tracker = MlflowTracker(self.results_dir, tracking_uri, experiment=f"automl-{model}-train",
+                                     flush_timeout_s=flush_timeout_s)
+        self.tracker.info = {"name": self.results_dir.name, "model": model}
+        self._sent: set[tuple[int, int]] = set()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def run_id(self) -> str | None:
+        return self.tracker.state.run_id(TRAIN)
+
+    def start(self) -> TrainingRun:
+        tags = {"automl.kind": "train", "automl.model": self.model, "automl.run_dir": str(self.results_dir),
+                "automl.command": self.command, "mlflow.source.name": "automl train", "automl.state": "running"}
+        self.tracker._submit("open", key=TRAIN, name=self.results_dir.name, tags=tags,
+                             params=_flatten(self.spec) if self.spec else {})
+        if self.poll_s > 0:
+            self._poller = threading.Thread(target=self._poll_loop, name="automl-train-tracking", daemon=True)
+            self._poller.start()
+        return self
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def poll(self) -> None:
+        """Send the epochs ``metrics.jsonl`` holds that were not sent yet."""
+        with self._mutex:
+            for record in read_metrics(self.results_dir):
+                ts = _ms(record.get("time"))
+                mark = (int(record["epoch"]), ts)
+                if mark in self._sent:
+                    continue
+                self._sent.add(mark)
+                self.tracker._submit("metrics", key=TRAIN, step=mark[0], ts=ts,
+                                     metrics=_clean_metrics(record.get("metrics", {})))
+
+    def finish(self, result: dict[str, Any] | None = None, failed: bool = False, reason: str | None = None) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+        self.poll()
+        result = result or {}
+        state = "failed" if failed else str(result.get("state") or "complete")
+        final = {k: v for k, v in result.items() if k in ("best_value", "best_epoch", "epochs_run", "duration_s",
+                                                           "gpu_seconds") and _number(v) is not None}
+        if final:
+            self.tracker._submit("metrics", key=TRAIN, step=0, metrics=final)
+        tags: dict[str, Any] = {"automl.state": state}
+        if reason or result.get("reason"):
+            tags["automl.reason"] = reason or result.get("reason")
+        checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
+        if checkpoint:
+            tags["automl.checkpoint"] = str(Path(checkpoint).resolve())
+        self.tracker._submit("tags", key=TRAIN, tags=tags)
+        self.tracker._artifact(TRAIN, self.spec_path or self.results_dir / "spec.yaml", "spec")
+        self.tracker._artifact(TRAIN, self.results_dir / "train.json")
+        self.tracker._submit("close", key=TRAIN, status=STATUS.get(state, "FAILED"))
+        self.tracker.close()
+
+
+def start_training_run(results_dir: Path, *, model: str, spec: dict[str, Any] | None = None,
+                       tracking_uri: str | None = None, **kwargs: Any) -> TrainingRun:
+    """Open the MLflow run of a plain training run; call ``finish(result)`` (or ``finish({}, failed=True)``)
+    when training ends."""
+    return TrainingRun(results_dir, model=model, spec=spec, tracking_uri=tracking_uri, **kwargs).start()
+
+
 def track_training_run(results_dir: Path, *, model: str, spec: dict[str, Any] | None = None,
                        spec_path: Path | None = None, result: dict[str, Any] | None = None,
                        state: str = "complete", reason: str | None = None, tracking_uri: str | None = None,
                        command: str | None = None, enabled: bool = True,
                        flush_timeout_s: float = 60.0) -> str | None:
-    """Log one plain training run (``automl train``) the way a search logs a trial.
+    """Log a plain training run that already ended, in one call (epochs from ``metrics.jsonl``).
 
-    Call it once when training ends (also when it failed: ``state="failed"``, ``reason=...``). It reads
-    the epochs from ``<results_dir>/metrics.jsonl``, so a run interrupted half way is logged up to its
-    last epoch. The store defaults to ``<results_dir>/mlflow.db``. Returns the MLflow run id, or None
-    when tracking is off or the store was unreachable (the events then stay in the spool: ``automl sync``).
+    Returns the MLflow run id, or None when tracking is off. When the store was unreachable the events
+    stay in ``<results_dir>/tracking_spool.jsonl`` (``automl sync``).
     """
     if not enabled:
         return None
-    results_dir = Path(results_dir).resolve()
-    result = result or {}
-    tracker = MlflowTracker(results_dir, tracking_uri, experiment=f"automl-{model}-train")
-    params = _flatten(spec) if spec else {}
-    tags = {"automl.kind": "train", "automl.model": model, "automl.run_dir": str(results_dir),
-            "automl.command": command or " ".join(sys.argv), "mlflow.source.name": "automl train",
-            "automl.state": state}
-    if reason:
-        tags["automl.reason"] = reason
-    checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
-    if checkpoint:
-        tags["automl.checkpoint"] = str(checkpoint)
-    records = read_metrics(results_dir)
-    start = _ms(records[0]["time"]) if records else None
-    tracker._submit("open", key=TRAIN, name=results_dir.name, tags=tags, params=params,
-                    **({"ts": start} if start else {}))
-    for record in records:
-        tracker._submit("metrics", key=TRAIN, step=int(record["epoch"]), ts=_ms(record.get("time")),
-                        metrics=_clean_metrics(record.get("metrics", {})))
-    final = {k: v for k, v in result.items() if k in ("best_value", "best_epoch", "epochs_run", "duration_s",
-                                                       "gpu_seconds") and _number(v) is not None}
-    if final:
-        tracker._submit("metrics", key=TRAIN, step=0, metrics=final)
-    tracker._artifact(TRAIN, spec_path, "spec")
-    tracker._artifact(TRAIN, results_dir / "train.json")
-    tracker._submit("close", key=TRAIN, status=STATUS.get(state, "FAILED"))
-    tracker.flush_timeout_s = flush_timeout_s
-    tracker.close()
-    return tracker.state.run_id(TRAIN)
+    run = TrainingRun(results_dir, model=model, spec=spec, spec_path=spec_path, tracking_uri=tracking_uri,
+                      command=command, poll_s=0, flush_timeout_s=flush_timeout_s).start()
+    run.finish({**(result or {}), "state": state}, failed=state == "failed", reason=reason)
+    return run.run_id
 
 
 def _flatten(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""Slot and GPU assignment on simulated inventories (no GPU on this machine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from automl.errors import AutomlError
+from automl.search.slots import gpu_inventory, make_slots, parse_gpus, slot_env
+
+
+def gpus_of(slots):
+    return [s["gpus"] for s in slots]
+
+
+def test_cpu_slots_without_gpus():
+    assert gpus_of(make_slots(3, None, inventory=[])) == [[], [], []]
+    assert gpus_of(make_slots(None, None, inventory=[])) == [[]]
+    assert slot_env({"index": 1, "gpus": []}, {})["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_one_trial_per_gpu_by_default():
+    assert gpus_of(make_slots(None, None, inventory=[0, 1, 2, 3])) == [[0], [1], [2], [3]]
+
+
+def test_several_gpus_per_trial():
+    slots = make_slots(None, [0, 1, 2, 3], gpus_per_trial=2, inventory=[0, 1, 2, 3])
+    assert gpus_of(slots) == [[0, 1], [2, 3]]
+    assert slot_env(slots[1], {})["CUDA_VISIBLE_DEVICES"] == "2,3"
+
+
+def test_several_trials_per_gpu_spread_round_robin():
+    slots = make_slots(None, [0, 1], trials_per_gpu=3, inventory=[0, 1])
+    assert gpus_of(slots) == [[0], [1], [0], [1], [0], [1]]
+    # a worker cap takes slots across devices first
+    assert gpus_of(make_slots(2, [0, 1], trials_per_gpu=3, inventory=[0, 1])) == [[0], [1]]
+
+
+def test_subset_of_gpus_and_errors():
+    assert gpus_of(make_slots(None, [2, 3], inventory=[0, 1, 2, 3])) == [[2], [3]]
+    with pytest.raises(AutomlError, match="GPU 7 does not exist"):
+        make_slots(None, [0, 7], inventory=[0, 1])
+    with pytest.raises(AutomlError, match="does not divide"):
+        make_slots(None, [0, 1, 2], gpus_per_trial=2, inventory=[0, 1, 2])
+    with pytest.raises(AutomlError, match="only 2 GPU slots"):
+        make_slots(3, [0, 1], inventory=[0, 1])
+    with pytest.raises(AutomlError, match="listed twice"):
+        make_slots(None, [0, 0], inventory=[0, 1])
+    with pytest.raises(AutomlError, match="--gpus"):
+        parse_gpus("a,b")
+    assert parse_gpus("none") == [] and parse_gpus("auto") is None and parse_gpus("0, 2") == [0, 2]
+
+
+def test_simulated_inventory(monkeypatch):
+    monkeypatch.setenv("AUTOML_SIMULATED_GPUS", "4")
+    assert gpu_inventory() == [0, 1, 2, 3]
+    monkeypatch.setenv("AUTOML_SIMULATED_GPUS", "0,2")
+    assert gpu_inventory() == [0, 2]
+    monkeypatch.setenv("AUTOML_SIMULATED_GPUS", "")
+    assert gpu_inventory() == []

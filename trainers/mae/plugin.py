@@ -1,0 +1,242 @@
+"""The ``mae`` trainer plugin: masked-autoencoder pretraining and classification finetuning."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automl.errors import AutomlError
+from automl.plugins import Monitor, TrainerPlugin
+from automl.reporting import FileReporter, Reporter
+from automl.training.checkpoints import load_checkpoint
+from trainers.mae import synth
+
+SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+TAO_EXPORT_SIZE = (544, 960)  # TAO's export template default (height, width), unrelated to training
+
+
+def _device() -> torch.device:
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def load_trained(path: str, key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not str(path or "").strip() or str(path) == "???":
+        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of an mae train run")
+    ckpt = load_checkpoint(path, key=key)
+    meta = ckpt.get("automl")
+    if not isinstance(meta, Mapping) or meta.get("model") != "mae":
+        raise AutomlError(f"{key}: {path} is not a checkpoint of the mae trainer")
+    return dict(meta), ckpt["state_dict"]
+
+
+def build_from_checkpoint(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """finetune: the classifier (logits); pretrain: the encoder (pooled features)."""
+    from trainers.mae.models import build_mae, create_encoder
+
+    if meta["stage"] == "finetune":
+        model = create_encoder(meta["spec"], num_classes=int(meta["num_classes"]))
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        return model.eval()
+    mae = build_mae(meta["spec"])
+    mae.load_state_dict({k[len("mae."):]: v for k, v in state.items() if k.startswith("mae.")})
+    return mae.encoder.eval()
+
+
+class MaeTrainer(TrainerPlugin):
+    name = "mae"
+    description = "Masked auto-encoder: pretrain (masked reconstruction) and finetune (classification), timm ViT/ConvNeXt-V2"
+    # One name for both stages: finetune top-1, pretrain k-NN top-1 on the labelled val set (see the
+    # schema's description for why the reconstruction loss is not the search objective).
+    monitor = Monitor("val_accuracy", "max")
+    metrics = ("val_recon_loss", "knn_accuracy", "val_top1", "val_loss")
+
+    def schema_path(self) -> Path:
+        return SEARCH_SPACES / "mae.train.schema.json"
+
+    def spec_template(self, action: str = "train") -> Path:
+        path = SEARCH_SPACES / "mae" / f"spec_template_{action}.yaml"
+        if not path.is_file():
+            raise AutomlError(f"model 'mae' has no spec template for action '{action}' (train, evaluate, inference, export, gen_trt_engine)")
+        return path
+
+    # -- data ---------------------------------------------------------------------------------
+    def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+        """Unlabelled pool + small labelled set. Options: ``classes`` (10), ``per_class`` (labelled
+        images per class, 10), ``unlabeled_per_class`` (60), ``val_per_class`` (10), ``size`` (32),
+        ``source`` (glyphs | fashion_mnist)."""
+        allowed = {"classes", "per_class", "unlabeled_per_class", "val_per_class", "test_per_class", "size", "source"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise AutomlError(f"mae data generator: unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        opts = {k: (v if k == "source" else int(v)) for k, v in options.items() if v is not None}
+        synth.generate(Path(out_dir), seed=seed, **opts)
+        return self.data_keys(Path(out_dir))
+
+    def data_keys(self, data_dir: Path) -> dict[str, Any]:
+        """The pretrain keys (``dataset.json`` also lists the finetune ones)."""
+        data_dir = Path(data_dir)
+        if not (data_dir / "images_train").is_dir():
+            raise AutomlError(f"{data_dir}: not an mae dataset folder (no images_train/)")
+        info = json.loads((data_dir / "dataset.json").read_text()) if (data_dir / "dataset.json").is_file() else {}
+        keys = {"dataset.train_data_sources": str(data_dir / "images_train"),
+                "dataset.val_data_sources": str(data_dir / "images_val"),
+                "dataset.test_data_sources": str(data_dir / "images_test")}
+        if "size" in info:
+            keys["dataset.augmentation.input_size"] = int(info["size"])
+        if "classes" in info:
+            keys["model.num_classes"] = int(info["classes"])
+        return keys
+
+    @staticmethod
+    def finetune_keys(data_dir: Path) -> dict[str, Any]:
+        info = json.loads((Path(data_dir) / "dataset.json").read_text())
+        return {**info["finetune_keys"], "train.stage": "finetune", "dataset.augmentation.input_size": int(info["size"])}
+
+    # -- actions ------------------------------------------------------------------------------
+    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
+              max_epochs: int | None = None) -> dict[str, Any]:
+        from automl.training.runner import fit
+        from trainers.mae.data import MaeDataModule
+        from trainers.mae.module import FinetuneModule, PretrainModule
+
+        datamodule = MaeDataModule(spec)
+        monitor = self.monitor
+        if datamodule.stage == "pretrain":
+            module = PretrainModule(spec, datamodule.classes if datamodule.labelled_val else None)
+            if not datamodule.labelled_val:
+                if reporter is not None and not isinstance(reporter, FileReporter):
+                    raise AutomlError("dataset.val_data_sources: an mae pretrain search needs a labelled validation set "
+                                      "(one sub-folder per class) for the k-NN accuracy it optimises; reconstruction "
+                                      "loss is not comparable across mask ratios")
+                monitor = Monitor("val_recon_loss", "min")  # plain pretraining without labels
+        else:
+            module = FinetuneModule(spec, len(datamodule.classes), datamodule.classes)
+        result = fit(module, datamodule, spec, results_dir, monitor=monitor, reporter=reporter,
+                     max_epochs=max_epochs).as_dict()
+        result.update({"stage": datamodule.stage, "monitor": monitor.metric, "train_images": len(datamodule.train),
+                       "val_images": len(datamodule.val)})
+        if datamodule.stage == "finetune":
+            result["pretrained"] = module.pretrained
+        return result
+
+    def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """finetune checkpoint: top-1 accuracy on ``dataset.val_data_sources``; pretrain checkpoint:
+        reconstruction loss and k-NN accuracy there."""
+        import lightning.pytorch as pl
+
+        from automl.data.folders import list_images
+        from trainers.mae.data import ImagesDataset, eval_transform, has_class_folders, labelled, source_folder
+        from trainers.mae.module import FinetuneModule, PretrainModule
+
+        section = spec.get("evaluate") or {}
+        meta, state = load_trained(section.get("checkpoint", ""), "evaluate.checkpoint")
+        root = source_folder((spec.get("dataset") or {}).get("val_data_sources"), "dataset.val_data_sources")
+        if root is None:
+            raise AutomlError("dataset.val_data_sources is not set; evaluate needs a labelled image folder (one sub-folder per class)")
+        train_spec = json.loads(json.dumps(meta["spec"]))
+        train_spec["train"]["pretrained_model_path"] = ""  # the checkpoint's own weights are loaded below
+        transform = eval_transform(train_spec)  # preprocessing of the trained model, not of this spec
+        names = list(meta.get("class_names") or [])
+        if meta["stage"] == "finetune":
+            data = labelled(root, transform, "dataset.val_data_sources", {n: i for i, n in enumerate(names)})
+            extra = sorted(set(data.classes) - set(names))
+            if extra:
+                raise AutomlError(f"dataset.val_data_sources has classes the model was not trained on: {', '.join(extra[:5])}")
+            module = FinetuneModule(train_spec, int(meta["num_classes"]), names)
+        elif has_class_folders(root):
+            data = labelled(root, transform, "dataset.val_data_sources")
+            module = PretrainModule(train_spec, list(data.classes))
+        else:
+            data = ImagesDataset(list_images(root, "dataset.val_data_sources"), transform)
+            module = PretrainModule(train_spec, None)
+        module.load_state_dict(state)
+        batch = int(section.get("batch_size", -1) or -1)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch if batch > 0 else int(train_spec["dataset"].get("batch_size", 64)))
+        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
+                             enable_model_summary=False)
+        metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+        return {"stage": meta["stage"], **{k: float(v) for k, v in metrics.items()}, "val_images": len(data)}
+
+    def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        from automl.data.folders import ImageListDataset, list_images
+        from trainers.mae.data import eval_transform, source_folder
+
+        section = spec.get("inference") or {}
+        meta, state = load_trained(section.get("checkpoint", ""), "inference.checkpoint")
+        if meta["stage"] != "finetune":
+            raise AutomlError(
+                "inference.checkpoint: this is a train.stage=pretrain checkpoint (masked reconstruction); it has no "
+                "classifier. Finetune it first (train.stage=finetune, train.pretrained_model_path=<this file>) and "
+                "run inference with the finetune checkpoint")
+        folder = source_folder((spec.get("dataset") or {}).get("test_data_sources"), "dataset.test_data_sources")
+        if folder is None:
+            raise AutomlError("dataset.test_data_sources is not set; point it at the images to classify")
+        model = build_from_checkpoint(meta, state).to(_device())
+        paths = list_images(folder, "dataset.test_data_sources")
+        batch = int(section.get("batch_size", -1) or -1)
+        loader = torch.utils.data.DataLoader(ImageListDataset(paths, eval_transform(meta["spec"])),
+                                             batch_size=batch if batch > 0 else 64)
+        names, rows = list(meta["class_names"]), []
+        with torch.no_grad():
+            for images, index in loader:
+                probs = model(images.to(_device())).float().softmax(1).cpu()
+                top = probs.topk(min(5, probs.shape[1]), dim=1)
+                for i, scores, classes in zip(index.tolist(), top.values.tolist(), top.indices.tolist()):
+                    rows.append({"image": str(paths[i]), "class": names[classes[0]], "score": scores[0],
+                                 "top5": [{"class": names[c], "score": s} for c, s in zip(classes, scores)]})
+        results_dir = Path(section.get("results_dir") or results_dir)
+        out = results_dir / "inference.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"classes": names, "results": rows}, indent=1))
+        return {"output_file": str(out), "images": len(rows)}
+
+    def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """ONNX of the classifier (finetune) or encoder (pretrain) at the *trained* input size."""
+        from automl.training.onnx_export import export_onnx, onnx_parity
+        from trainers.mae.data import input_size
+
+        section = spec.get("export") or {}
+        meta, state = load_trained(section.get("checkpoint", ""), "export.checkpoint")
+        model = build_from_checkpoint(meta, state)
+        size = input_size(meta["spec"])
+        asked = (int(section.get("input_height", size) or size), int(section.get("input_width", size) or size))
+        notes = []
+        if asked != (size, size):
+            # TAO's template default 960x544 does not match any trained model; a ViT's position
+            # embedding fixes the size anyway. The checkpoint's size wins, and we say so.
+            notes.append(f"export.input_height/width {asked[0]}x{asked[1]} ignored: the checkpoint was trained at {size}x{size}")
+        onnx_file = str(section.get("onnx_file") or "").strip()
+        out = Path(onnx_file if onnx_file and onnx_file != "???" else Path(results_dir) / "model.onnx")
+        export_onnx(model, out, (3, size, size), batch_size=int(section.get("batch_size", -1) or -1),
+                    opset_version=int(section.get("opset_version", 17) or 17))
+        parity = onnx_parity(model, out, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)))
+        if parity["max_abs_diff"] > 1e-4:
+            raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} (> 1e-4) for {out}")
+        return {"onnx_file": str(out), "stage": meta["stage"], "input_shape": [3, size, size],
+                "output": "logits" if meta["stage"] == "finetune" else "features", "parity": parity, "notes": notes}
+
+    def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """TensorRT engine from the exported ONNX (TensorRT + a GPU needed; a clear error otherwise)."""
+        import onnx
+
+        from automl.training.tensorrt import EngineRequest, build_engine
+
+        section = spec.get("gen_trt_engine") or {}
+        onnx_file = Path(str(section.get("onnx_file") or ""))
+        if not onnx_file.is_file():
+            raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file}")
+        dims = [d.dim_value for d in onnx.load(str(onnx_file)).graph.input[0].type.tensor_type.shape.dim]
+        trt = section.get("tensorrt") or {}
+        data_type = str(trt.get("data_type", "fp32")).split(",")[-1].strip().upper()  # TAO's "fp32,fp16" -> FP16
+        engine = str(section.get("trt_engine") or "").strip()
+        req = EngineRequest(onnx_file=onnx_file, engine_file=Path(engine if engine and engine != "???" else Path(results_dir) / "model.engine"),
+                            input_shape=(int(dims[1]), int(dims[2]), int(dims[3])), data_type=data_type,
+                            workspace_mb=int(trt.get("workspace_size", 1024)), min_batch=int(trt.get("min_batch_size", 1)),
+                            opt_batch=int(trt.get("opt_batch_size", 1)), max_batch=int(trt.get("max_batch_size", 1)),
+                            timing_cache=Path(section["timing_cache"]) if section.get("timing_cache") else None,
+                            gpu_id=int(section.get("gpu_id", 0)), verbose=bool(section.get("verbose", False)))
+        return build_engine(req)
