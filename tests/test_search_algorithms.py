@@ -57,7 +57,12 @@ def test_pbt_exploits_checkpoints_and_explores(tmp_path):
     summary = toy_search(tmp_path, budget=12, workers=2, algorithm="pbt", seed=0, promote=True,
                          overrides=["train.num_epochs=6"], settings={"population": 4, "perturbation_interval": 2})
     res = results(summary["run_dir"])
-    assert len(res) == 12
+    # 4 members x 3 segments at most; a member that copies a member further ahead needs fewer
+    assert 8 <= len(res) <= 12
+    latest = {}
+    for n, r in sorted(res.items()):
+        latest[r["extra"]["member"]] = r
+    assert sorted(latest) == [0, 1, 2, 3]
     exploited = [r for r in res.values() if "exploited" in r["extra"]]
     assert exploited, "some member copied a better member's checkpoint"
     for r in exploited:
@@ -65,8 +70,8 @@ def test_pbt_exploits_checkpoints_and_explores(tmp_path):
         donor = res[r["extra"]["exploited"]]
         assert job["resume_from"].startswith(donor["trial_dir"])
         assert r["params"] != donor["params"], "explore perturbed the donor's values"
-    assert summary["best"]["epochs_run"] < 6 or summary["best"]["best_epoch"] is not None
-    assert res[summary["best"]["number"]]["epochs_done"] == 6
+    assert res[summary["best"]["number"]]["epochs_done"] == 6, "the winner is a fully trained member"
+    assert summary["promotion"]["checkpoint"]["status"] == "ok"
 
 
 def test_reeval_top_and_warm_start(tmp_path):

@@ -4,6 +4,7 @@ constraint, checked by an independent reader of the raw JSON (tests/_space_helpe
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -92,3 +93,39 @@ def test_project_schemas_compile_and_sample(path):
         assert space.check(config) == []
         assert raw_violations(path, config) == []
     assert validate_spec(schema.default_spec(), schema, path.name) == []
+
+
+@pytest.mark.parametrize("path", schema_params())
+def test_known_configs_replay_on_both_backends(path):
+    """optuna_params / to_ray_config reproduce a given config: the baseline (trial 0) and warm starts
+    are enqueued as Optuna params (helpers included) and given to Ray as points to evaluate."""
+    import optuna
+
+    from automl.space.ray_adapter import _native
+    from automl.space.sources import UnitSource
+
+    schema = load_schema(path)
+    include = [n for n, leaf in schema.leaves.items() if unsearchable(leaf) is None]
+    space = compile_space(schema, include=include)
+    configs = [space.defaults()] + sample_ray(space, 20, seed=2)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for config in configs:
+        study.enqueue_trial(space.optuna_params(config))
+        assert _close(space.suggest(study.ask()), config)
+        ray_config = space.to_ray_config(config)
+        assert space.from_ray(ray_config) == config
+        # the sample_from entries decode the helper units back into the same values
+        ctx = {**space.context, **config}
+        for p in space.params:
+            if _native(space, p) is None:
+                assert _close(p.draw(UnitSource(ray_config), ctx), config[p.name]), p.name
+
+
+def _close(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b

@@ -189,13 +189,15 @@ def test_dependency_order_and_structured_lists(tmp_path):
         "frozen": {"type": "list_1_backbone", "default": [-1]},
         "mods": {"type": "subset_list", "enum": ["q", "k", "v"], "default": ["q", "v"]},
         "extra": {"type": "optional_list", "enum": ["visual"], "default": []},
+        "layers": {"type": "list_1_normal", "default": [1, 2], "minimum": 1, "maximum": 4},
     })
-    space = compile_space(load_schema(path), include=["betas", "scales", "frozen", "mods", "extra"])
+    space = compile_space(load_schema(path), include=["betas", "scales", "frozen", "mods", "extra", "layers"])
     configs = all_backends(space)
     assert_valid(path, space, configs)
     assert {len(c["scales"]) for c in configs} == {1, 2, 3, 4}
     assert [] in values(configs, "extra") and [-1] in values(configs, "frozen") and [0, 1, 2, 3] in values(configs, "frozen")
     assert all(c["mods"] for c in configs)
+    assert {tuple(c["layers"]) for c in configs} == {(1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)}
 
 
 # ------------------------------------------------------------------------------------------------

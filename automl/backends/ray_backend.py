@@ -51,6 +51,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -202,21 +203,41 @@ class TuneReporter(FileReporter):
     exploit (pbt) and retry (``FailureConfig``) from it.
 
     Tune ends a trial that its scheduler stops or pauses by raising ``SystemExit`` in the trial's thread
-    from inside ``tune.report``. The driver then writes that trial's ``result.json`` (pruned/paused), so
-    the thread must not write a second, late one (it could land after the trial has already been
-    resumed elsewhere): it parks forever instead, and Tune discards the actor, which ends the process
-    and frees its memory (Tune stops it right away; no epoch runs after the stop).
+    from inside ``tune.report``, after the driver callback has recorded why (pruned, paused, timeout)
+    in the :class:`_TrialNumbers` actor. The reporter turns that into :meth:`should_stop`, so the
+    trainer ends cleanly (closing its data loaders, freeing the GPU) and ``run_trial`` records the same
+    state as the driver. Each stretch of a trial (first run, resume after a pause, retry) carries a
+    token in its results and ``result.json``, so the driver never mistakes a late write of an earlier
+    stretch for the current one.
     """
 
-    def __init__(self, results_dir: Path, objectives: list[Monitor]):
+    def __init__(self, results_dir: Path, objectives: list[Monitor], numbers: Any = None, trial_id: str = "",
+                 stretch: str = ""):
         super().__init__(results_dir)
-        self.objectives = objectives
+        self.objectives, self.numbers, self.trial_id, self.stretch = objectives, numbers, trial_id, stretch
         self.stop_reason: str | None = None
+        self.outcome: dict[str, Any] = {}
         self.ended_by_tune = False
 
-    def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
 
+    def _ended(self) -> None:
+        """Tune ended this stretch: learn why from the driver (it records it before or right after)."""
+        self.ended_by_tune = True
+        deadline = time.time() + 10
+        while self.numbers is not None and time.time() < deadline:
+            with contextlib.suppress(Exception):
+                self.outcome = ray.get(self.numbers.outcome.remote(self.trial_id, self.stretch)) or {}
+            if self.outcome:
+                break
+            time.sleep(0.1)
+        self.stop_reason = self.outcome.get("state") or PRUNED
+
+    def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         super().report(epoch, metrics, checkpoint)
+        if self.ended_by_tune:  # the session is over; the trainer is on its way out
+            return
         result: dict[str, Any] = {}
         for key, value in metrics.items():
             with contextlib.suppress(TypeError, ValueError):
@@ -226,6 +247,7 @@ class TuneReporter(FileReporter):
             if not math.isfinite(value):
                 result[m.metric] = -math.inf if m.mode == "max" else math.inf
         result["epoch"] = int(epoch)
+        result["automl_stretch"] = self.stretch
         try:
             if checkpoint is None or not Path(checkpoint).is_file():
                 tune.report(result)
@@ -239,8 +261,7 @@ class TuneReporter(FileReporter):
                 (Path(tmp) / "automl.json").write_text(json.dumps({"epoch": int(epoch), "source": str(checkpoint)}))
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         except SystemExit:
-            self.ended_by_tune = True
-            threading.Event().wait()  # see the class docstring: never returns
+            self._ended()
 
 
 def _restore_checkpoint(trial_dir: Path) -> Path | None:
@@ -285,13 +306,19 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     resume = _restore_checkpoint(trial_dir)
     if resume is not None:
         spec.setdefault("train", {})["resume_training_checkpoint_path"] = str(resume)
-    reporter = TuneReporter(trial_dir, objectives)
+    stretch = uuid.uuid4().hex[:12]
+    reporter = TuneReporter(trial_dir, objectives, job["numbers"], trial_id, stretch)
     result = worker.run_trial(job["model"], spec, trial_dir, reporter, job.get("max_epochs"),
                               objectives=objectives, config=params,
-                              extra={"number": number, "ray_trial_id": trial_id,
+                              extra={"number": number, "ray_trial_id": trial_id, "stretch": stretch,
                                      "node_id": ray.get_runtime_context().get_node_id()})
     if resume is not None:
         resume.unlink(missing_ok=True)
+    if reporter.ended_by_tune:
+        if reporter.outcome.get("reason") and result["state"] == reporter.outcome.get("state"):
+            result["reason"] = reporter.outcome["reason"]
+            rundir.write_json(trial_dir / worker.RESULT, result)
+        return
     if result["state"] == FAILED:  # raise so that Tune's FailureConfig retries it from its checkpoint
         raise _TrialFailed(result.get("reason") or "failed")
 
@@ -323,12 +350,19 @@ class _TrialNumbers:
 
     def __init__(self, mapping: dict[str, int], next_number: int):
         self.mapping, self.next = dict(mapping), next_number
+        self.outcomes: dict[tuple[str, str], dict[str, Any]] = {}
 
     def number(self, trial_id: str) -> int:
         if trial_id not in self.mapping:
             self.mapping[trial_id] = self.next
             self.next += 1
         return self.mapping[trial_id]
+
+    def set_outcome(self, trial_id: str, stretch: str, outcome: dict[str, Any]) -> None:
+        self.outcomes[(trial_id, stretch)] = outcome
+
+    def outcome(self, trial_id: str, stretch: str) -> dict[str, Any] | None:
+        return self.outcomes.get((trial_id, stretch))
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.mapping)
@@ -385,7 +419,9 @@ class RunFolderCallback(tune.Callback):
         metrics = {k: float(v) for k, v in result.items()
                    if k not in _TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
                    and k != "epoch"}
-        live["running"][trial.trial_id]["epochs"] += 1
+        stretch = live["running"][trial.trial_id]
+        stretch["epochs"] += 1
+        stretch["token"] = result.get("automl_stretch") or stretch.get("token")
         live["tracker"].trial_epoch(number, epoch, metrics)
         live["progress"].trial_epoch(number, epoch, metrics.get(live["monitor"].metric))
 
@@ -420,6 +456,9 @@ class RunFolderCallback(tune.Callback):
         number = self._number(trial)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         written = _read_json(tdir / worker.RESULT)  # run_trial deletes it when a stretch starts
+        token = stretch.get("token")
+        if token and written.get("extra", {}).get("stretch") != token:
+            written = {}  # a late write of an earlier stretch
         if state is None and written.get("state") not in (None, FAILED):
             result = written  # the trainer returned: its own result is the record
         else:
@@ -435,8 +474,12 @@ class RunFolderCallback(tune.Callback):
                     state, reason = COMPLETE, None
                 else:
                     state, reason = PRUNED, STOPPED_REASON
+            if token:  # tell the trial's thread why Tune ends it (it asks when released)
+                with contextlib.suppress(Exception):
+                    ray.get(live["actor"].set_outcome.remote(trial.trial_id, token, {"state": state, "reason": reason}))
             result = _driver_result(tdir, number, state, reason, stretch["started"], stretch["epochs"],
                                     live["objectives"], trial, live["space"])
+            result["extra"]["stretch"] = token
             rundir.write_json(tdir / worker.RESULT, result)
         record = TrialRecord.from_json(result)
         live["tracker"].trial_finished(number, record.state, record.value, result, tdir)
@@ -701,8 +744,7 @@ def build_search(setup: SearchSetup) -> tuple[Any, Any, dict[str, Any] | None]:
                               grace_period=min(grace, max_t), reduction_factor=eta), None)
     if algorithm == "hyperband":
         # Tune's HyperBand pauses trials at a rung and resumes the promoted ones from their checkpoint
-        return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
-                                      max_concurrent=setup.workers),
+        return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed),
                 HyperBandScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
                                    reduction_factor=eta), space.to_ray())
     if algorithm == "bohb":
@@ -844,7 +886,10 @@ class RayBackend(SearchBackend):
         # metric/mode live in the searcher and scheduler (Tune refuses them twice)
         tune_config = tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, num_samples=setup.budget_trials,
-            max_concurrent_trials=setup.workers, time_budget_s=setup.time_budget_s,
+            # paused trials count as live for Tune's concurrency limits: with pausing schedulers a limit
+            # deadlocks a bracket, so there the trial resources alone bound how many run at once
+            max_concurrent_trials=None if setup.algorithm in ("hyperband", "bohb") else setup.workers,
+            time_budget_s=setup.time_budget_s,
             reuse_actors=self.reuse_actors, trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname)
         run_config = tune.RunConfig(
             name=exp_name, storage_path=storage_path, verbose=0, log_to_file=False,

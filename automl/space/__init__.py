@@ -2,8 +2,15 @@
 
     from automl.space import load_schema, compile_space
     space = compile_space(load_schema("search_spaces/ml_recog.train.schema.json"))
-    config = space.suggest(trial)          # or space.sample(rng), space.to_ray()
+    config = space.suggest(trial)          # or space.sample(rng), space.to_ray() + space.from_ray()
     assert space.check(config) == []
+    study.enqueue_trial(space.optuna_params(space.defaults()))   # trial 0 = the baseline
+    SearchSpace.from_json(space.to_json())                       # what workers rebuild from space.json
+
+Modules: ``schema`` (loading, dialect validation), ``conditions`` (math_cond), ``params`` (one class
+per parameter concept), ``sources`` (where draws come from: numpy, Ray units), ``compiler`` (leaf ->
+parameter, selection, cross-parameter feasibility), ``space`` (SearchSpace), ``optuna_adapter``,
+``ray_adapter``, ``validate`` (validate_spec).
 
 The dialect, and what this compiler does with each rule
 ========================================================

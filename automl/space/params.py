@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from automl.space.sources import Source, pick_without_replacement
+from automl.space.sources import Source, encode_picks, pick_without_replacement
 
 REGISTRY: dict[str, type[Param]] = {}
 
@@ -41,6 +41,16 @@ def fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.6g}"
     return str(x)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One draw that reproduces a value: ``result`` is what ``Source.<method>(key, *args)`` returned."""
+
+    key: str
+    result: Any
+    method: str            # "float", "int", "categorical" or "unit"
+    args: tuple = ()
 
 
 @dataclass
@@ -74,6 +84,11 @@ class Param:
     def draw_keys(self) -> list[tuple[str, str]]:
         """``(key, kind)`` for each draw: kind ``unit`` (from ``unit()``) or ``value`` (the others)."""
         return [(self.name, "value")]
+
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        """The draws that make ``draw`` return ``value`` (for enqueuing a known config in Optuna or
+        giving it to Ray as a point to evaluate). ``value`` must pass ``check``."""
+        raise NotImplementedError
 
     def ray_domain(self) -> Any:
         return None
@@ -178,6 +193,10 @@ class FloatParam(Param):
         if value in self.excluded:  # measure zero, but a sampler may propose an end point
             value = hi if value != hi else lo
         return value
+
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        lo, hi = self.effective(ctx)
+        return [Draw(self.name, float(value), "float", (lo, hi, self.log))]
 
     def check(self, value: Any, ctx: Mapping[str, Any]) -> list[str]:
         if not is_number(value):
@@ -302,6 +321,15 @@ class IntParam(Param):
             return self.repair(None, ctx)
         return int(src.int(self.name, lo, hi, step=step, log=self.log and step == 1 and lo >= 1))
 
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        plan = self.plan(ctx)
+        if isinstance(plan, list):
+            if not self.relations:
+                return [Draw(self.name, int(value), "categorical", (tuple(plan),))]
+            return [Draw(f"{self.name}__idx", plan.index(value), "int", (0, len(plan) - 1, 1, False))]
+        lo, hi, step = plan
+        return [Draw(self.name, int(value), "int", (lo, hi, step, self.log and step == 1 and lo >= 1))]
+
     def draw_keys(self) -> list[tuple[str, str]]:
         if self.listed and self.relations:
             return [(f"{self.name}__idx", "value")]
@@ -424,6 +452,15 @@ class CategoricalParam(Param):
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(self.name, "value")] if self.weights is None else [(f"{self.name}__u", "unit")]
 
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        index = next(i for i, c in enumerate(self.choices) if c == value and type(c) is type(value)
+                     or is_int(c) and is_int(value) and c == value)
+        if self.weights is None:
+            return [Draw(self.name, self.choices[index], "categorical", (tuple(self.choices),))]
+        total = sum(self.weights)
+        before = sum(self.weights[:index]) / total
+        return [Draw(f"{self.name}__u", before + self.weights[index] / total / 2, "unit")]
+
     def allowed_choices(self) -> list[Any]:
         if self.weights is None:
             return list(self.choices)
@@ -512,6 +549,13 @@ class MilestonesParam(Param):
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(f"{self.name}__n", "value")] + [(f"{self.name}__u{i}", "unit") for i in range(self.max_count)]
 
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        pool = list(range(1, self._budget(ctx)))
+        if not pool:
+            return []
+        return ([Draw(f"{self.name}__n", len(value), "int", (1, self.max_count, 1, False))]
+                + encode_picks(self.name, pool, list(value)))
+
     def check(self, value: Any, ctx: Mapping[str, Any]) -> list[str]:
         budget = self._budget(ctx)
         if not isinstance(value, list) or not all(is_int(v) for v in value):
@@ -574,6 +618,11 @@ class SubsetParam(Param):
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(f"{self.name}__n", "value")] + [(f"{self.name}__u{i}", "unit") for i in range(self.max_count)]
 
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        indices = [self.choices.index(v) for v in value]
+        return ([Draw(f"{self.name}__n", len(value), "int", (self.min_count, self.max_count, 1, False))]
+                + encode_picks(self.name, list(range(len(self.choices))), indices))
+
     def check(self, value: Any, ctx: Mapping[str, Any]) -> list[str]:
         if not isinstance(value, list):
             return self._bad(f"expected a list, got {value!r}")
@@ -619,6 +668,13 @@ class BoundedListParam(Param):
 
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(f"{self.name}__{i}", "value") for i in range(len(self.low))]
+
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        if self.integer:
+            return [Draw(f"{self.name}__{i}", int(v), "int", (int(a), int(b), 1, False))
+                    for i, (v, a, b) in enumerate(zip(value, self.low, self.high))]
+        return [Draw(f"{self.name}__{i}", float(v), "float", (a, b, False))
+                for i, (v, a, b) in enumerate(zip(value, self.low, self.high))]
 
     def check(self, value: Any, ctx: Mapping[str, Any]) -> list[str]:
         if not isinstance(value, list) or len(value) != len(self.low):
@@ -681,6 +737,10 @@ class KernelParam(Param):
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(f"{self.name}__k", "value")]
 
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        kmax = self.kmax(ctx)
+        return [Draw(f"{self.name}__k", int(value[0]), "int", (1 if kmax == 1 else 3, kmax, 2, False))]
+
     def check(self, value: Any, ctx: Mapping[str, Any]) -> list[str]:
         kmax = self.kmax(ctx)
         if not isinstance(value, list) or len(value) != 2 or not all(is_int(v) for v in value):
@@ -729,6 +789,10 @@ class ConsecutiveListParam(Param):
 
     def draw_keys(self) -> list[tuple[str, str]]:
         return [(f"{self.name}__n", "value")]
+
+    def encode(self, value: Any, ctx: Mapping[str, Any]) -> list[Draw]:
+        n = 0 if self.min_count == 0 and list(value) == list(self.empty) else len(value)
+        return [Draw(f"{self.name}__n", n, "int", (self.min_count, self.max_count, 1, False))]
 
     def _valid(self) -> list[list[int]]:
         return [list(range(self.start, self.start + n)) if n else list(self.empty)

@@ -51,10 +51,9 @@ def _decoder(space: SearchSpace, param: Param):
 def to_ray(space: SearchSpace) -> dict[str, Any]:
     from ray import tune
 
-    names = set(space.names)
     param_space: dict[str, Any] = {}
     for p in space.params:
-        native = None if any(parent in names for parent in p.parents) else p.ray_domain()
+        native = _native(space, p)
         if native is not None:
             param_space[p.name] = native
             continue
@@ -62,6 +61,27 @@ def to_ray(space: SearchSpace) -> dict[str, Any]:
             param_space[UnitSource.helper(key, kind)] = tune.uniform(0.0, 1.0)
         param_space[p.name] = tune.sample_from(_decoder(space, p))
     return param_space
+
+
+def _native(space: SearchSpace, p: Param) -> Any:
+    names = set(space.names)
+    return None if any(parent in names for parent in p.parents) else p.ray_domain()
+
+
+def to_ray_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as a resolved Ray config: every searched name, plus the helper units that the
+    ``sample_from`` entries of :func:`to_ray` would decode into the same values."""
+    from automl.space.sources import unit_of
+
+    out = {name: config[name] for name in space.names if name in config}
+    ctx = {**space.context, **dict(config)}
+    for p in space.params:
+        if _native(space, p) is not None or p.name not in config or p.check(config[p.name], ctx):
+            continue
+        for draw in p.encode(config[p.name], ctx):
+            kind = "unit" if draw.method == "unit" else "value"
+            out[UnitSource.helper(draw.key, kind)] = unit_of(draw)
+    return out
 
 
 def from_ray(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -115,3 +115,42 @@ def pick_without_replacement(src: Source, key: str, pool: list[Any], k: int) -> 
         u = src.unit(f"{key}__u{i}")
         out.append(pool.pop(min(int(u * len(pool)), len(pool) - 1)))
     return out
+
+
+def encode_picks(key: str, pool: list[Any], picked: list[Any]) -> list[Any]:
+    """The unit draws ``key__u{i}`` that make :func:`pick_without_replacement` return ``picked``."""
+    from automl.space.params import Draw
+
+    pool = list(pool)
+    out = []
+    for i, item in enumerate(picked):
+        j = pool.index(item)
+        out.append(Draw(f"{key}__u{i}", (j + 0.5) / len(pool), "unit"))
+        pool.pop(j)
+    return out
+
+
+def unit_of(draw: Any) -> float:
+    """The ``U[0, 1)`` value that :class:`UnitSource` maps to ``draw.result`` (inverse CDFs)."""
+    if draw.method == "unit":
+        return float(draw.result)
+    if draw.method == "float":
+        lo, hi, log = draw.args
+        if hi <= lo:
+            return 0.0
+        if log:
+            u = (math.log(draw.result) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        else:
+            u = (draw.result - lo) / (hi - lo)
+        return min(max(u, 0.0), _BELOW_ONE)
+    if draw.method == "int":
+        lo, hi, step, log = draw.args
+        n = (hi - lo) // step + 1
+        if n <= 1:
+            return 0.0
+        if log and step == 1 and lo >= 1:
+            mid = (math.log(draw.result) + math.log(draw.result + 1)) / 2
+            return min(max((mid - math.log(lo)) / (math.log(hi + 1) - math.log(lo)), 0.0), _BELOW_ONE)
+        return ((draw.result - lo) // step + 0.5) / n
+    choices = list(draw.args[0])
+    return (choices.index(draw.result) + 0.5) / len(choices)

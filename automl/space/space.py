@@ -91,6 +91,38 @@ class SearchSpace:
 
         return from_ray(self, config)
 
+    def encode(self, config: Mapping[str, Any]) -> list[Any]:
+        """The draws that make :meth:`draw` reproduce ``config`` (which must pass :meth:`check`)."""
+        problems = self.check(config)
+        if problems:
+            from automl.errors import SpecError
+
+            raise SpecError(f"config does not fit the search space: {problems[0]}")
+        ctx = {**self.context, **dict(config)}
+        return [d for p in self.params for d in p.encode(config[p.name], ctx)]
+
+    def optuna_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Optuna param values (helpers included) that make :meth:`suggest` return ``config``:
+        ``study.enqueue_trial(space.optuna_params(space.defaults()))`` runs the baseline first.
+        A value that fails its constraints is passed through under its own name."""
+        ctx = {**self.context, **dict(config)}
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.name not in config:
+                continue
+            if p.check(config[p.name], ctx):
+                out[p.name] = config[p.name]  # invalid: passed through, so check() reports it
+            else:
+                out.update({d.key: d.result for d in p.encode(config[p.name], ctx)})
+        return out
+
+    def to_ray_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A Ray config for ``config`` (dotted names plus the ``__u`` helpers of ``to_ray()``), e.g.
+        for ``points_to_evaluate``; ``from_ray`` of it gives ``config`` back."""
+        from automl.space.ray_adapter import to_ray_config
+
+        return to_ray_config(self, config)
+
     def check(self, config: Mapping[str, Any]) -> list[str]:
         """Every violated constraint as one readable line; ``[]`` when the config is valid. Keys that are
         not searched names are ignored."""

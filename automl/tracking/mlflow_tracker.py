@@ -32,7 +32,7 @@ from typing import Any
 from automl.reporting import read_metrics
 from automl.tracking import Tracker
 from automl.tracking.spool import Batch, Delivery, DeliveryLock, Spool, TransientError
-from automl.tracking.store import TrackingState
+from automl.tracking.store import TrackingState, ensure_embedded_store
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class MlflowWriter:
             # "Creating initial MLflow database tables..." on every new run folder is noise to users.
             for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
                 logging.getLogger(name).setLevel(logging.WARNING)
+            ensure_embedded_store(self.state.tracking_uri)
 
             self._client = MlflowClient(tracking_uri=self.state.tracking_uri, registry_uri=self.state.tracking_uri)
         return self._client

@@ -100,3 +100,28 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
+
+
+def ensure_embedded_store(tracking_uri: str) -> None:
+    """Create the embedded SQLite store atomically: MLflow builds its tables with a few dozen migrations,
+    and a process killed half way through (a SIGKILLed search) would leave a database no MLflow can
+    open again ("table ... already exists"). Build it under a temporary name, then rename it."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    path = Path(tracking_uri[len(prefix):])
+    if path.exists():
+        return
+    from mlflow.store.db import utils as db_utils
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.init")
+    tmp.unlink(missing_ok=True)
+    engine = db_utils.create_sqlalchemy_engine_with_retry(f"{prefix}{tmp}")
+    try:
+        db_utils._initialize_tables(engine)  # what SqlAlchemyStore does on an empty database
+    finally:
+        engine.dispose()
+    if path.exists():  # another process won the race; its store is as good as ours
+        tmp.unlink(missing_ok=True)
+        return
+    os.replace(tmp, path)

@@ -231,7 +231,7 @@ class MaeTrainer(TrainerPlugin):
             raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file}")
         dims = [d.dim_value for d in onnx.load(str(onnx_file)).graph.input[0].type.tensor_type.shape.dim]
         trt = section.get("tensorrt") or {}
-        data_type = str(trt.get("data_type", "fp32")).split(",")[-1].strip().upper()  # TAO's "fp32,fp16" -> FP16
+        data_type = str(trt.get("data_type", "fp32")).split(",")[0].strip().upper()  # TAO writes "fp32,fp16": the first
         engine = str(section.get("trt_engine") or "").strip()
         req = EngineRequest(onnx_file=onnx_file, engine_file=Path(engine if engine and engine != "???" else Path(results_dir) / "model.engine"),
                             input_shape=(int(dims[1]), int(dims[2]), int(dims[3])), data_type=data_type,
