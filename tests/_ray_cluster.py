@@ -4,6 +4,11 @@
 CPU and a custom resource naming it (``automl_node_head`` / ``automl_node_worker``), so a test can tell
 which node a trial ran on. The dashboard is off and the session lives in a private ``--temp-dir``.
 
+Ray >= 2.5x enables token authentication when a token file exists (and a local ``ray.init()`` writes
+``~/.ray/auth_token``), but a node joining with ``ray start --address`` does not pick the file up by
+itself. So the cluster runs with token auth on explicitly, with its own token in its temp dir;
+``cluster.env`` holds the variables every process that talks to it (drivers, ``automl run``) needs.
+
 Teardown: ``ray stop --force`` would kill every Ray process on the machine, including other people's
 clusters, so the fixture kills only the process groups it started (each ``ray start`` daemonises its
 processes into one group, found through the private temp dir in their command lines) and then checks
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -43,13 +49,18 @@ class RayCluster:
         # Short path: Ray's unix socket names must stay under 107 characters.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="automl-ray-", dir="/tmp"))
         self.address = f"127.0.0.1:{self.port}"
+        token = self.temp_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        #: environment for any process that connects to this cluster
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> RayCluster:
         common = ["--num-cpus", str(self.num_cpus), "--num-gpus", "0", "--temp-dir", str(self.temp_dir),
                   "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
                   "--object-store-memory", str(200 * 1024 * 1024)]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, **self.env}
         try:
             self._ray(["start", "--head", "--port", str(self.port), "--include-dashboard=false",
                        "--resources", json.dumps({HEAD_RESOURCE: 1}), *common], env)
@@ -75,7 +86,8 @@ class RayCluster:
         code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
                 "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} "
                 "for n in ray.nodes() if n['Alive']]))" % self.address)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **self.env})
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
         return json.loads(out.stdout.strip().splitlines()[-1])

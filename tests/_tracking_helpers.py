@@ -165,9 +165,12 @@ def check_search(client, state, name: str) -> dict[str, Any]:
     import mlflow.pytorch
     import torch
 
-    mlflow.set_tracking_uri(state.tracking_uri)
-    mlflow.set_registry_uri(state.tracking_uri)
-    model = mlflow.pytorch.load_model("models:/toy_tracking@champion")
+    import mlflow.artifacts
+
+    # Not mlflow.set_tracking_uri: it exports MLFLOW_TRACKING_URI to every later subprocess.
+    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="model",
+                                                tracking_uri=state.tracking_uri)
+    model = mlflow.pytorch.load_model(local)
     _, module = write_best_module()
     x = np.ones((1, 4), dtype=np.float32)
     with torch.no_grad():

@@ -121,7 +121,8 @@ def test_paused_run_resumes_to_the_same_horizon(data, tmp_path):
     second = plugin.train(resumed, tmp_path, max_epochs=2)
     assert second["epochs_run"] == 2
     assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1]
-    assert "train_center_loss" in read_metrics(tmp_path)[-1]["metrics"]
+    ckpt = torch.load(second["last_checkpoint"], weights_only=True)
+    assert ckpt["state_dict"]["criterion.center.centers"].shape == (32, 96)  # center loss trained and saved
 
 
 def test_num_classes_mismatch_is_one_clear_error(data, tmp_path):
@@ -134,3 +135,50 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     spec = apply_config(load_yaml(plugin.spec_template("export")), {"export.checkpoint": str(tmp_path / "x.ckpt")})
     with pytest.raises(AutomlError, match="not a checkpoint of the reid trainer"):
         plugin.export(spec, tmp_path)
+
+
+def test_gen_trt_engine_without_tensorrt_is_one_clear_error(trained, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the engine build itself is exercised on GPU machines")
+    result, _ = trained
+    onnx_file = tmp_path / "reid.onnx"
+    plugin.export(apply_config(load_yaml(plugin.spec_template("export")), {
+        "export.checkpoint": result["best_checkpoint"], "export.onnx_file": str(onnx_file)}), tmp_path)
+    spec = apply_config(load_yaml(plugin.spec_template("gen_trt_engine")), {"gen_trt_engine.onnx_file": str(onnx_file)})
+    with pytest.raises(AutomlError, match="TensorRT"):
+        plugin.gen_trt_engine(spec, tmp_path)
+
+
+DDP_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from automl.spec import apply_config, load_yaml
+from trainers.reid import plugin
+spec = apply_config(load_yaml(plugin.spec_template("train")), json.loads(sys.argv[1]))
+result = plugin.train(spec, Path(sys.argv[2]))
+if os.environ.get("LOCAL_RANK", "0") == "0":
+    print("RESULT " + json.dumps({k: v for k, v in result.items() if k != "history"}))
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(data, tmp_path):
+    """Lightning DDP over gloo with 2 CPU processes (AUTOML_CPU_PROCESSES=2): the P x K batches are
+    dealt to the ranks and rank 0 reports. The NCCL/GPU branch cannot run on this machine."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    config = {**data, **TINY, "train.num_epochs": 2}
+    env = {**os.environ, "AUTOML_CPU_PROCESSES": "2"}
+    proc = subprocess.run([sys.executable, str(script), json.dumps(config), str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert result["epochs_run"] == 2 and Path(result["best_checkpoint"]).is_file()
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [0, 1]  # only rank 0 reports

@@ -89,7 +89,7 @@ def test_asha_promotion_resumes_from_checkpoint(tmp_path):
 
 
 def test_each_failure_kind_is_recorded_and_survived(tmp_path):
-    summary = toy_search(tmp_path, budget=6, workers=2, seed=0, trial_timeout=20, promote=False,
+    summary = toy_search(tmp_path, budget=6, workers=2, seed=0, trial_timeout=8, promote=False,
                          overrides=["train.num_epochs=2", "toy.fail_plan=raise@1,segfault@2,oom@3,hang@4"])
     res = results(summary["run_dir"])
     assert sorted(res) == list(range(6))
@@ -168,3 +168,40 @@ def test_tao_settings_and_names(tmp_path):
     assert setup.algorithm == "hyperband" and setup.budget_trials == 2 and setup.max_epochs == 3
     assert setup.algorithm_settings["reduction_factor"] == 3
     assert resolve_setup(model="toy", algorithm="bayesian", output=tmp_path / "runs", name="b").algorithm == "tpe"
+
+
+def test_time_budget_stops_new_trials(tmp_path):
+    summary = toy_search(tmp_path, budget=50, workers=1, time_budget=2.0, promote=False,
+                         overrides=["train.num_epochs=2", "toy.sleep_s=0.3"])
+    assert len(summary["trials"]) < 50
+    assert "time budget" in summary["stopped_reason"]
+    assert all(t["state"] != "running" for t in summary["trials"])
+
+
+def test_resume_a_finished_search_with_a_larger_budget(tmp_path):
+    first = toy_search(tmp_path, name="grow", budget=3, seed=0, promote=False, overrides=["train.num_epochs=2"])
+    second = toy_search(tmp_path, name="grow", budget=5, resume=True, promote=False)
+    assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3, 4]
+    res = results(second["run_dir"])
+    assert all(res[n]["extra"]["kind"] == "new" for n in range(5))
+    assert [t["value"] for t in second["trials"][:3]] == [t["value"] for t in first["trials"]]
+
+
+def test_plain_training_with_automl_off(tmp_path):
+    proc = automl_cli("run", "--model", "toy", "--automl", "off", "--name", "plain", "--json", "train.num_epochs=2",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["epochs_run"] == 2 and Path(out["results_dir"], "checkpoints", "best.ckpt").is_file()
+    assert len(Path(out["results_dir"], "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_sqlite_storage_with_parallel_workers(tmp_path):
+    db = tmp_path / "study.db"
+    summary = toy_search(tmp_path, budget=6, workers=2, seed=0, storage=f"sqlite:///{db}", promote=False,
+                         overrides=["train.num_epochs=2"])
+    assert [t["state"] for t in summary["trials"]].count("failed") == 0
+    import optuna
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)

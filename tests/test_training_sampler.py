@@ -49,5 +49,11 @@ def test_ranks_get_disjoint_equal_shares_of_the_same_epoch():
 def test_errors_name_the_spec_keys():
     with pytest.raises(AutomlError, match=r"train.batch_size=10 must be a positive multiple of dataset.num_instance=4"):
         PKBatchSampler(LABELS, 10, 4)
-    with pytest.raises(AutomlError, match=r"needs 20 classes per batch, but the training set has 11"):
-        PKBatchSampler(LABELS, 40, 2)
+    with pytest.raises(AutomlError, match=r"at least 2 classes"):
+        PKBatchSampler([0, 0, 0], 4, 2)
+
+
+def test_batch_larger_than_the_classes_allow_is_clamped_with_a_warning(caplog):
+    sampler = PKBatchSampler(LABELS, 40, 2)  # needs 20 classes, 11 exist
+    assert sampler.batch_size == 22 and all(len(b) == 22 for b in sampler)
+    assert "needs 20 classes per batch but the training set has 11" in caplog.text

@@ -93,6 +93,9 @@ class SearchSetup:
     keep_checkpoints: bool = False
     #: the command line that started the search, for ``search.json``
     command: str = ""
+    #: the dataset folder (``--data`` or the generated demo data); None when the spec names the data.
+    #: Promotion evaluates on the plugin's ``evaluation_keys(data_dir)`` (e.g. unknown classes) if any.
+    data_dir: Path | None = None
 
     @property
     def monitor(self) -> Monitor:
@@ -107,6 +110,7 @@ class SearchSetup:
         out = {k: v for k, v in self.__dict__.items() if k not in ("space", "base_spec")}
         out["run_dir"] = str(self.run_dir)
         out["space_path"] = str(self.space_path)
+        out["data_dir"] = str(self.data_dir) if self.data_dir else None
         out["objectives"] = [{"metric": m.metric, "mode": m.mode} for m in self.objectives]
         return out
 

@@ -423,7 +423,6 @@ class _Search:
         spec = apply_config(setup.base_spec, job.config)
         spec.setdefault("train", {})
         spec["train"]["resume_training_checkpoint_path"] = job.resume_from or ""
-        spec["train"]["results_dir"] = str(folder)
         payload = {"plugin": setup.model, "spec": spec, "trial_dir": str(folder), "max_epochs": job.max_epochs,
                    "config": job.config, "objectives": [{"metric": m.metric, "mode": m.mode} for m in setup.objectives],
                    "extra": {"number": job.number, "kind": job.kind, **job.extra}}
@@ -452,9 +451,11 @@ class _Search:
         worker = self.workers[slot]
         started = time.monotonic()
         timeout = self.setup.trial_timeout_s
-        deadline = started + timeout if timeout else None
+        deadline = None
         try:
-            worker.ensure()
+            worker.ensure()  # (re)starting the worker process is not charged to the trial's timeout
+            started = time.monotonic()
+            deadline = started + timeout if timeout else None
             worker.send({"op": "run", "job": payload})
             while True:
                 msg = worker.receive(deadline)
@@ -524,9 +525,6 @@ class _Search:
                     record.reason = f"finished without reporting '{self.setup.monitor.metric}'"
                     rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
                     values = None
-            if state == PRUNED and record.value is not None and not self.setup.multi_objective:
-                # Optuna reads a pruned trial's last intermediate value; report the best so it counts
-                pass
             self.study.tell(job.number, values if state == COMPLETE else None, state=_optuna_state(state),
                             skip_if_finished=True)
         self._record(record)
@@ -580,8 +578,10 @@ class _Search:
                 continue
             # interrupted mid-run: run it again from its last checkpoint, same number
             config = rundir.read_json(folder / "config.json") if (folder / "config.json").exists() else None
-            if config is None:
-                config = self.setup.space.suggest(self._trial(frozen.number))
+            if config is None:  # killed between ask and dispatch: the stored params decide
+                trial = self._trial(frozen.number)
+                config = self.setup.space.suggest(trial)
+                config.update(frozen.user_attrs.get("fixed_config", {}))
             job_info = rundir.read_json(folder / JOB_FILE) if (folder / JOB_FILE).exists() else {}
             ckpt = folder / "checkpoints" / "last.ckpt"
             max_epochs = job_info.get("max_epochs")
@@ -695,7 +695,12 @@ class _PBT:
         k = max(1, int(math.ceil(len(ranked) * self.quantile)))
         if len(ranked) < 2 or member not in [m for _, m in ranked[-k:]]:
             return None
-        donor_member = self.rng.choice([m for _, m in ranked[:k]])
+        # a donor that already finished its budget leaves nothing to train: copy only members in progress
+        donors = [m for _, m in ranked[:k]
+                  if self.search.records[self.latest[m]].epochs_done < self.search.setup.max_epochs]
+        if not donors:
+            return None
+        donor_member = self.rng.choice(donors)
         return None if donor_member == member else self.search.records[self.latest[donor_member]]
 
     def _explore(self, params: dict[str, Any]) -> dict[str, Any]:

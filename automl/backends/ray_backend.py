@@ -1,7 +1,8 @@
 """The Ray Tune backend: the same search as the embedded one, on a Ray cluster.
 
-Supported Ray: ``ray[tune] >=2.40,<3`` (written and tested against 2.60.0). Every Ray call of the
-project lives in this module, against the ``ray.tune`` API of that range: ``tune.Tuner`` /
+Supported Ray: ``ray[tune] >=2.41,<3`` (the pin in pyproject.toml; tested on 2.60.0 only). 2.41 is where
+Tune got its own ``tune.report``/``tune.Checkpoint``/``tune.RunConfig`` apart from Ray Train. Every Ray
+call of the project lives in this module, against the ``ray.tune`` API of that range: ``tune.Tuner`` /
 ``Tuner.restore``, ``tune.report(metrics, checkpoint=tune.Checkpoint)``, ``tune.get_checkpoint()``,
 ``tune.get_context()``, ``tune.RunConfig(storage_path=...)``, ``tune.FailureConfig``. Not used
 because they are gone or going: ``ray.air.session``, ``tune.report(**kwargs)``, local mode,
@@ -12,13 +13,13 @@ How it fits (ARCHITECTURE.md): the controller resolves a :class:`SearchSetup` an
 :func:`automl.search.worker.run_trial` in its Ray worker with a :class:`TuneReporter`, which writes the
 same ``trials/<NNNN>/`` files as the embedded backend and forwards every epoch to Tune
 (``tune.report``, with the epoch's checkpoint). A driver-side Tune callback
-(:class:`_RunFolderCallback`) turns Tune's events into the tracker and progress hooks, writes
+(:class:`RunFolderCallback`) turns Tune's events into the tracker and progress hooks, writes
 ``result.json`` for trials that Tune stopped or paused itself, and keeps trial numbers stable.
 
-Trial numbers: Tune names trials by random ids; the run folder numbers them 0, 1, 2... in start order,
-never reusing a number after a resume. A tiny named actor (:class:`_TrialNumbers`) hands out the
-numbers, so the driver callback and the trial's worker (possibly on another node) agree on them;
-the driver persists the mapping in ``ray/trial_numbers.json``.
+Trial numbers: Tune names trials by random ids; the run folder numbers them 0, 1, 2... in Tune's
+creation order (the baseline is trial 0), never reusing a number after a resume. A tiny named actor
+(:class:`_TrialNumbers`) hands out the numbers, so the driver callback and the trial's worker (possibly
+on another node) agree on them; the driver persists the mapping in ``ray/trial_numbers.json``.
 
 Algorithms (``--algorithm``): tpe, gp, cmaes, qmc, nsga2 through ``OptunaSearch`` with the embedded
 backend's Optuna samplers and the space's define-by-run ``suggest`` (weights and conditions kept);
@@ -34,10 +35,25 @@ hosts both ``--output`` and ``--storage`` must be on a filesystem every node mou
 ...); ``--storage`` may also be an object-store URI (``s3://``, ``gs://``). A remote cluster with a
 local path is refused before anything starts.
 
+Resume (``--resume``): ``Tuner.restore(resume_unfinished=True, resume_errored=True)`` from the Tune
+experiment state, which Tune saves every 2 s here (``TUNE_GLOBAL_CHECKPOINT_S``); a trial that was
+running continues from its latest Tune checkpoint under the same number. Failed trials are retried
+``--setting retries=N`` times (``FailureConfig``); ``--max-failures`` in a row stop the search.
+
+Known limit: a trial that starts after Tune's last state save and is cut off by a driver crash is
+unknown to the restored experiment; it is recorded failed (interrupted) and Tune samples a new trial
+in its place, so such a search ends with one more trial folder than its budget.
+
+Every node must have this package (and the trainer plugins) installed in the Python that
+``ray start`` runs, as with any Ray job; no code is shipped at run time.
+
 What could not run on the development machine (no GPU): GPU resources per trial are requested from
 Ray (``{"GPU": g}``, fractional for ``--trials-per-gpu``) and Ray sets ``CUDA_VISIBLE_DEVICES`` for the
-trial, which the trainers' device mapping and DDP follow; that path is written against Ray's API but
-exercised here only with CPU resources.
+trial, and the trial's spec gets ``train.num_gpus``/``gpu_ids`` to match, which the trainers' device
+mapping (automl.training.devices) turns into DDP. That path is written against Ray's API but ran here
+only with CPU resources. Known gap: Lightning's default DDP launcher re-executes ``sys.argv``, which
+inside a Ray worker is Ray's own worker script; multi-GPU trials under Ray need a spawn-style launcher
+in the trainers' DDP strategy, which is not done (single-GPU and fractional-GPU trials are unaffected).
 """
 
 from __future__ import annotations
@@ -70,7 +86,7 @@ from automl.search import rundir, worker
 from automl.search.rundir import clean_float
 from automl.spec import apply_config, flatten
 
-SUPPORTED_RAY = ">=2.40,<3"
+SUPPORTED_RAY = ">=2.41,<3"
 #: the run folder's backend-storage entry for this backend
 STORAGE_DIR = "ray"
 NUMBERS_FILE = "trial_numbers.json"
@@ -248,6 +264,7 @@ class TuneReporter(FileReporter):
                 result[m.metric] = -math.inf if m.mode == "max" else math.inf
         result["epoch"] = int(epoch)
         result["automl_stretch"] = self.stretch
+        result["automl_node"] = _node_id()
         try:
             if checkpoint is None or not Path(checkpoint).is_file():
                 tune.report(result)
@@ -303,6 +320,11 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     if (trial_dir / worker.RESULT).is_file():  # a paused/interrupted trial goes on: keep its totals
         os.replace(trial_dir / worker.RESULT, trial_dir / worker.PREVIOUS_RESULT)
     spec = apply_config(job["base_spec"], params)
+    gpus = ray.get_gpu_ids()  # what Ray granted this trial; CUDA_VISIBLE_DEVICES is set to them
+    if gpus and isinstance(spec.get("train"), dict) and "num_gpus" in spec["train"]:
+        # TAO's keys: the trainer's device mapping runs DDP over these (renumbered from 0)
+        spec["train"]["num_gpus"] = len(gpus)
+        spec["train"]["gpu_ids"] = list(range(len(gpus)))
     resume = _restore_checkpoint(trial_dir)
     if resume is not None:
         spec.setdefault("train", {})["resume_training_checkpoint_path"] = str(resume)
@@ -311,7 +333,7 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     result = worker.run_trial(job["model"], spec, trial_dir, reporter, job.get("max_epochs"),
                               objectives=objectives, config=params,
                               extra={"number": number, "ray_trial_id": trial_id, "stretch": stretch,
-                                     "node_id": ray.get_runtime_context().get_node_id()})
+                                     "node_id": _node_id()})
     if resume is not None:
         resume.unlink(missing_ok=True)
     if reporter.ended_by_tune:
@@ -321,6 +343,12 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
         return
     if result["state"] == FAILED:  # raise so that Tune's FailureConfig retries it from its checkpoint
         raise _TrialFailed(result.get("reason") or "failed")
+
+
+def _node_id() -> str:
+    with contextlib.suppress(Exception):
+        return ray.get_runtime_context().get_node_id()
+    return ""
 
 
 class _TrialFailed(RuntimeError):
@@ -383,19 +411,24 @@ class RunFolderCallback(tune.Callback):
     def live(self) -> dict[str, Any]:
         return _LIVE[self.run_dir]
 
-    def _number(self, trial) -> int:
+    def _number(self, trial, trials: list | None = None) -> int:
+        """The trial's run-folder number. Trials are numbered in Tune's creation order (``trials`` is
+        that list), not in the order they happen to start, so the baseline is always trial 0."""
         live = self.live
         if trial.trial_id not in live["numbers"]:
-            live["numbers"][trial.trial_id] = ray.get(live["actor"].number.remote(trial.trial_id))
+            order = [t for t in (trials or []) if t.trial_id not in live["numbers"]]
+            upto = order[: order.index(trial) + 1] if trial in order else [trial]
+            for t in upto:
+                live["numbers"][t.trial_id] = ray.get(live["actor"].number.remote(t.trial_id))
             rundir.write_json(Path(live["numbers_path"]), live["numbers"])
         return live["numbers"][trial.trial_id]
 
-    def _begin(self, trial) -> None:
+    def _begin(self, trial, trials: list | None = None) -> None:
         """A stretch of the trial starts: first start, restart after a retry, resume after a pause."""
         live = self.live
         if trial.trial_id in live["running"]:
             return
-        number = self._number(trial)
+        number = self._number(trial, trials)
         params = _params_of(live["space"], trial.config)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         tdir.mkdir(parents=True, exist_ok=True)
@@ -409,11 +442,11 @@ class RunFolderCallback(tune.Callback):
         live["progress"].trial_started(number, params, slot)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._begin(trial)
+        self._begin(trial, trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         live = self.live
-        self._begin(trial)  # a paused trial resumed on a reused actor gets no on_trial_start
+        self._begin(trial, trials)  # a paused trial resumed on a reused actor gets no on_trial_start
         number = self._number(trial)
         epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         metrics = {k: float(v) for k, v in result.items()
@@ -422,6 +455,7 @@ class RunFolderCallback(tune.Callback):
         stretch = live["running"][trial.trial_id]
         stretch["epochs"] += 1
         stretch["token"] = result.get("automl_stretch") or stretch.get("token")
+        stretch["node"] = result.get("automl_node") or stretch.get("node")
         live["tracker"].trial_epoch(number, epoch, metrics)
         live["progress"].trial_epoch(number, epoch, metrics.get(live["monitor"].metric))
 
@@ -479,7 +513,7 @@ class RunFolderCallback(tune.Callback):
                     ray.get(live["actor"].set_outcome.remote(trial.trial_id, token, {"state": state, "reason": reason}))
             result = _driver_result(tdir, number, state, reason, stretch["started"], stretch["epochs"],
                                     live["objectives"], trial, live["space"])
-            result["extra"]["stretch"] = token
+            result["extra"].update(stretch=token, **({"node_id": stretch["node"]} if stretch.get("node") else {}))
             rundir.write_json(tdir / worker.RESULT, result)
         record = TrialRecord.from_json(result)
         live["tracker"].trial_finished(number, record.state, record.value, result, tdir)
@@ -584,6 +618,31 @@ def _driver_result(tdir: Path, number: int, state: str, reason: str | None, star
         "trial_dir": str(tdir),
         "extra": {**previous.get("extra", {}), "number": number, "ray_trial_id": trial.trial_id},
     }
+
+
+def _settle_paused(run_dir: Path, setup: SearchSetup) -> None:
+    """Trials still paused when Tune ends were never promoted: with the full budget done they are
+    complete, otherwise pruned (no trial is left 'paused' or 'running' after a search)."""
+    for record in rundir.read_trials(run_dir):
+        if record.state != PAUSED:
+            continue
+        path = rundir.trial_dir(run_dir, record.number) / worker.RESULT
+        result = _read_json(path)
+        if record.epochs_done >= setup.max_epochs:
+            result.update(state=COMPLETE, reason=None)
+        else:
+            result.update(state=PRUNED, reason="paused at a rung and not promoted before the search ended")
+        rundir.write_json(path, result)
+
+
+def _mark_interrupted(run_dir: Path, record: TrialRecord, setup: SearchSetup) -> None:
+    tdir = rundir.trial_dir(run_dir, record.number)
+    epochs = worker.epoch_metrics(tdir)
+    best, value = worker.best_epoch(epochs, setup.monitor)
+    rundir.write_json(tdir / worker.RESULT, {
+        **record.to_json(), "state": FAILED, "value": value, "best_epoch": best,
+        "epochs_done": (max(epochs) + 1) if epochs else 0, "epochs_run": len(epochs),
+        "reason": "interrupted: the driver died before Ray Tune saved this trial in its state, so it cannot resume"})
 
 
 def _gpus_of(trial) -> float:
@@ -694,34 +753,31 @@ class _ExploreRepair:
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
         if not self.space.check(_params_of(self.space, config)):
             return config
-        import optuna
-
         self.count += 1
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(
-            seed=None if self.seed is None else self.seed + self.count))
-        trial = study.ask()
-        sampled = self.space.suggest(trial) or {}
-        fresh = {**trial.params, **sampled}
-        to_ray_config = getattr(self.space, "to_ray_config", None)
-        fresh = to_ray_config(fresh) if callable(to_ray_config) else fresh
-        return {**config, **{k: v for k, v in fresh.items() if k in config or "." in k}}
+        seed = None if self.seed is None else self.seed * 7919 + self.count
+        fresh = self.space.to_ray_config(self.space.sample(seed))
+        return {**config, **fresh}
 
 
-def build_search(setup: SearchSetup) -> tuple[Any, Any, dict[str, Any] | None]:
-    """(search_alg, scheduler, param_space) for the setup's algorithm."""
+def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(search_alg, scheduler, param_space) for the setup's algorithm; the first ``skip_fixed`` fixed
+    points (baseline, warm start) are left out because those trials exist already."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
     from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
 
     from automl.search.algorithms import make_sampler
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     algorithm, settings, space = setup.algorithm, setup.algorithm_settings, setup.space
     metric = setup.monitor.metric if not setup.multi_objective else [m.metric for m in setup.objectives]
     mode = setup.monitor.mode if not setup.multi_objective else [m.mode for m in setup.objectives]
     eta = int(settings.get("reduction_factor", 3))
     grace = int(settings.get("min_epochs", 1))
     max_t = max(1, int(setup.max_epochs))
-    fixed = _fixed_points(setup)
+    fixed = _fixed_points(setup)[skip_fixed:]
     Checked = CheckedSearcher
 
     def optuna_search(name: str):
@@ -769,7 +825,8 @@ def build_search(setup: SearchSetup) -> tuple[Any, Any, dict[str, Any] | None]:
                                         quantile_fraction=float(settings.get("quantile_fraction", 0.25)),
                                         synch=False),
                 param_space)
-    raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; allowed: {', '.join(RAY_ALGORITHMS)}")
+    raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; "
+                      f"allowed: {', '.join(RAY_ALGORITHMS)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -781,11 +838,17 @@ class RayBackend(SearchBackend):
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_trial: float | None = None,
-                 max_failures: int | None = None, reuse_actors: bool = True):
+                 max_failures: int | None = None, reuse_actors: bool | None = None):
         self.address = address
         self.cpus_per_trial = cpus_per_trial
         self.max_failures = max_failures
+        # Reusing a trial's actor (process) for the next trial saves its start-up (see
+        # benchmarks/overhead_ray.py), but needs the previous trial's thread to end within Tune's 2 s
+        # reset window. A trial that Tune stops mid-epoch (schedulers, --trial-timeout) often does
+        # not, and Tune then aborts the *next* trial (_AbortTrialExecution). None: reuse only where
+        # Tune never stops a trial (the Optuna samplers and random, without a trial timeout).
         self.reuse_actors = reuse_actors
+        self.stop_reason: str | None = None
 
     # -- pieces -------------------------------------------------------------------------------------
     def _address(self, setup: SearchSetup) -> str | None:
@@ -800,6 +863,8 @@ class RayBackend(SearchBackend):
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # deliver every epoch at once (schedulers, tracker)
+        # how often Tune saves the experiment state that --resume restores after a driver crash
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
         kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "log_to_driver": False, "logging_level": "ERROR",
                                   "configure_logging": True}
         if address:
@@ -841,7 +906,8 @@ class RayBackend(SearchBackend):
         _LIVE[str(run_dir)] = {
             "tracker": tracker, "progress": progress, "space": setup.space, "actor": actor, "numbers": numbers,
             "numbers_path": str(numbers_path), "lock": threading.Lock(), "running": {},
-            "workers": setup.workers, "max_epochs": setup.max_epochs, "monitor": setup.monitor, "objectives": objectives, "streak": 0,
+            "workers": setup.workers, "max_epochs": setup.max_epochs, "monitor": setup.monitor,
+            "objectives": objectives, "streak": 0,
             "max_failures_in_row": setup.max_consecutive_failures, "stop": None,
             "trial_timeout_s": setup.trial_timeout_s,
         }
@@ -854,16 +920,37 @@ class RayBackend(SearchBackend):
         trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), resources)
         experiment = f"{storage_path.rstrip('/')}/{exp_name}"
         try:
+            on_disk = rundir.read_trials(run_dir)
             if setup.resume and tune.Tuner.can_restore(experiment):
+                # finished trials stay finished; interrupted and errored ones go on from their latest
+                # Tune checkpoint under the same trial id, hence the same number
                 tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                            resume_errored=True, param_space=self._param_space(setup))
                 progress.message(f"resuming the Ray Tune experiment in {experiment}")
             else:
-                tuner = self._new_tuner(setup, trainable, storage_path, exp_name, run_dir)
+                # no Ray state (killed before Tune first saved it, or a fresh search): the budget counts
+                # the trials already in the folder; interrupted ones cannot be resumed without it
+                for record in on_disk:
+                    if record.state == "running":
+                        _mark_interrupted(run_dir, record, setup)
+                remaining = setup.budget_trials - len(on_disk)
+                if remaining <= 0:
+                    return rundir.read_trials(run_dir)
+                tuner = self._new_tuner(setup, trainable, storage_path, exp_name, run_dir,
+                                        num_samples=remaining, skip_fixed=len(on_disk))
             tuner.fit()
-            stop = _LIVE[str(run_dir)].get("stop")
-            if stop:
-                progress.message(stop)
+            _settle_paused(run_dir, setup)
+            for record in rundir.read_trials(run_dir):
+                if record.state == "running":  # started after Tune last saved its state, then the
+                    _mark_interrupted(run_dir, record, setup)  # driver died: Tune does not know it
+            if not setup.keep_checkpoints and not setup.storage and not _LIVE[str(run_dir)].get("stop"):
+                # finished: Tune's copies of the trial checkpoints (for pause/retry/resume) are not
+                # needed any more; the trial folders keep their own for promotion
+                for folder in (run_dir / STORAGE_DIR).glob("trial_*/checkpoint_*"):
+                    shutil.rmtree(folder, ignore_errors=True)
+            self.stop_reason = _LIVE[str(run_dir)].get("stop")
+            if self.stop_reason:
+                progress.message(self.stop_reason)
         finally:
             with contextlib.suppress(Exception):
                 rundir.write_json(numbers_path, ray.get(actor.snapshot.remote()))
@@ -872,30 +959,40 @@ class RayBackend(SearchBackend):
             _LIVE.pop(str(run_dir), None)
         return rundir.read_trials(run_dir)
 
+    def _reuse(self, setup: SearchSetup) -> bool:
+        if self.reuse_actors is not None:
+            return self.reuse_actors
+        if "reuse_actors" in setup.algorithm_settings:
+            return bool(setup.algorithm_settings["reuse_actors"])
+        return setup.algorithm in (*OPTUNA_ALGORITHMS, "random") and not setup.trial_timeout_s
+
     def _param_space(self, setup: SearchSetup) -> dict[str, Any] | None:
         if setup.algorithm in ("random", "hyperband", "bohb", "pbt"):
             return setup.space.to_ray()
         return None
 
-    def _new_tuner(self, setup: SearchSetup, trainable, storage_path: str, exp_name: str, run_dir: Path):
-
-        search_alg, scheduler, param_space = build_search(setup)
+    def _new_tuner(self, setup: SearchSetup, trainable, storage_path: str, exp_name: str, run_dir: Path,
+                   num_samples: int, skip_fixed: int = 0):
+        search_alg, scheduler, param_space = build_search(setup, skip_fixed)
         max_failures = self.max_failures
-        if max_failures is None:
-            max_failures = int(setup.algorithm_settings.get("max_failures", 0))
+        if max_failures is None:  # --setting retries=N: Tune retries a failed trial from its checkpoint
+            max_failures = int(setup.algorithm_settings.get("retries", 0))
         # metric/mode live in the searcher and scheduler (Tune refuses them twice)
         tune_config = tune.TuneConfig(
-            search_alg=search_alg, scheduler=scheduler, num_samples=setup.budget_trials,
+            search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             # paused trials count as live for Tune's concurrency limits: with pausing schedulers a limit
             # deadlocks a bracket, so there the trial resources alone bound how many run at once
             max_concurrent_trials=None if setup.algorithm in ("hyperband", "bohb") else setup.workers,
             time_budget_s=setup.time_budget_s,
-            reuse_actors=self.reuse_actors, trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname)
+            reuse_actors=self._reuse(setup), trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname)
         run_config = tune.RunConfig(
             name=exp_name, storage_path=storage_path, verbose=0, log_to_file=False,
             callbacks=[_callback(run_dir)], stop=_stopper(run_dir, setup.trial_timeout_s),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            # the latest checkpoint is all Tune needs (pause/resume, retries, PBT); the best epoch's
-            # checkpoint stays in the trial folder for promotion
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+            # Tune needs a trial's latest checkpoint (pause/resume, retries, PBT), but after a driver
+            # crash it restores the one named in its last saved state (every 2 s), which may be a few
+            # epochs old: keep 4 (--setting ray_checkpoints_to_keep=N for epochs much shorter than
+            # 0.5 s). The best epoch's checkpoint stays in the trial folder for promotion.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=int(setup.algorithm_settings.get("ray_checkpoints_to_keep", 4))))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)

@@ -158,6 +158,7 @@ def run(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: a store in the run folder)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Record the search in MLflow (default on)."),
     backend: str = typer.Option("optuna", "--backend", help="optuna (embedded) or ray."),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
@@ -177,6 +178,8 @@ def run(
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
+    if address:  # read by automl.backends.ray_backend
+        setup.algorithm_settings["ray_address"] = address
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)

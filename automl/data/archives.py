@@ -80,9 +80,9 @@ def _single_root(folder: Path) -> Path:
 def resolve_dataset(path: str | Path, key: str, cache_dir: str | Path | None = None) -> Path:
     """A dataset folder for a spec value: a folder as is, or an archive extracted once into
     ``cache_dir`` (default: next to the archive, ``.<name>.extracted-<hash>``)."""
-    path = Path(str(path))
-    if not str(path) or str(path) in ("???", "<required>"):
+    if path is None or str(path).strip() in ("", "???", "<required>"):
         raise AutomlError(f"{key}: no dataset path set")
+    path = Path(str(path))
     if path.is_dir():
         return path
     if is_archive(path) and path.is_file():

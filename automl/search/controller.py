@@ -150,7 +150,8 @@ def resolve_setup(
             trial_timeout_s=trial_timeout if trial_timeout is not None else header.get("trial_timeout_s"),
             max_consecutive_failures=max_failures, resume=True,
             keep_checkpoints=keep_checkpoints or bool(header.get("keep_checkpoints")),
-            command=command or " ".join(shlex.quote(a) for a in sys.argv))
+            command=command or " ".join(shlex.quote(a) for a in sys.argv),
+            data_dir=Path(header["data_dir"]) if header.get("data_dir") else None)
 
     base_spec = load_yaml(plugin.spec_template("train"))
     user_spec: dict[str, Any] = {}
@@ -160,13 +161,15 @@ def resolve_setup(
     base_spec = deep_merge(base_spec, user_spec)
     settings = {**tao, **dict(settings or {})}
 
+    data_dir = None
     if data:
-        data_path = Path(data)
-        if not data_path.is_dir():
+        data_dir = Path(data).resolve()
+        if not data_dir.is_dir():
             raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
-        base_spec = apply_config(base_spec, plugin.data_keys(data_path))
+        base_spec = apply_config(base_spec, plugin.data_keys(data_dir))
     elif not spec_file:
-        base_spec = apply_config(base_spec, plugin.demo_data(output / ".demo_data" / model))
+        data_dir = output / ".demo_data" / model
+        base_spec = apply_config(base_spec, plugin.demo_data(data_dir))
     if "max_epochs" in settings:
         user_overrides.setdefault("train.num_epochs", int(settings.pop("max_epochs")))
     base_spec = apply_config(base_spec, user_overrides)
@@ -207,7 +210,7 @@ def resolve_setup(
         trials_per_gpu=trials_per_gpu, seed=seed, objectives=objectives_list, max_epochs=max_epochs,
         storage=storage, trial_timeout_s=trial_timeout, max_consecutive_failures=max_failures,
         warm_start_configs=warm_configs, resume=False, keep_checkpoints=keep_checkpoints,
-        command=command or " ".join(shlex.quote(a) for a in sys.argv))
+        command=command or " ".join(shlex.quote(a) for a in sys.argv), data_dir=data_dir)
 
 
 def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> list[dict[str, Any]]:

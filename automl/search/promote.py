@@ -146,8 +146,14 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
     trial_spec = load_yaml(trial_spec_path) if trial_spec_path.is_file() else apply_config(setup.base_spec, best.params)
 
     spec = _action_spec(plugin, trial_spec, "evaluate")
+    evaluation_keys = getattr(plugin, "evaluation_keys", None)
+    if setup.data_dir and callable(evaluation_keys):  # e.g. ml_recog's unknown classes
+        try:
+            spec = apply_config(spec, evaluation_keys(setup.data_dir))
+            out["evaluation_data"] = str(setup.data_dir)
+        except AutomlError as exc:
+            out["evaluation_data"] = f"validation data (no evaluation split: {exc})"
     set_dotted(spec, "evaluate.checkpoint", str(model_ckpt))
-    set_dotted(spec, "evaluate.results_dir", str(best_dir / "evaluate"))
     out["evaluate"] = _run_action("evaluate", plugin.evaluate, spec, best_dir / "evaluate")
     rundir.write_json(best_dir / "evaluate.json", out["evaluate"])
 
@@ -155,7 +161,6 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
     spec = _action_spec(plugin, trial_spec, "export")
     set_dotted(spec, "export.checkpoint", str(model_ckpt))
     set_dotted(spec, "export.onnx_file", str(onnx_file))
-    set_dotted(spec, "export.results_dir", str(best_dir / "export"))
     out["export"] = _run_action("export", plugin.export, spec, best_dir / "export")
     rundir.write_json(best_dir / "export.json", out["export"])
 
@@ -169,7 +174,6 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
         spec = _action_spec(plugin, trial_spec, "gen_trt_engine")
         set_dotted(spec, "gen_trt_engine.onnx_file", str(onnx_file))
         set_dotted(spec, "gen_trt_engine.trt_engine", str(best_dir / "model.engine"))
-        set_dotted(spec, "gen_trt_engine.results_dir", str(best_dir / "gen_trt_engine"))
         out["tensorrt"] = _run_action("gen_trt_engine", plugin.gen_trt_engine, spec, best_dir / "gen_trt_engine")
     rundir.write_json(best_dir / "promotion.json", out)
     return out

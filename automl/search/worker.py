@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -174,9 +173,11 @@ def run_trial(
     if len(objectives) > 1 and epochs:
         last = epochs[max(epochs)]
         values = [clean_float(last.get(m.metric)) for m in objectives]
-    epochs_run_now = output.get("epochs_run")
-    if epochs_run_now is None:  # the trainer did not say: count the epochs it reported in this run
-        epochs_run_now = max(0, len(records) - records_before)
+    # epochs trained by this run = the epochs it reported (trainers differ on whether their own
+    # "epochs_run" counts the epochs before a resume); the trainer's count only if it reported none
+    epochs_run_now = len(records) - records_before
+    if epochs_run_now <= 0:
+        epochs_run_now = int(output.get("epochs_run") or 0)
     best_ckpt = output.get("best_checkpoint")
     if output.get("best_epoch") is not None and epoch is not None and int(output["best_epoch"]) != epoch:
         # the trainer's best.ckpt comes from another epoch than the best in metrics.jsonl (e.g. a
@@ -243,10 +244,41 @@ def _die_with_parent() -> None:
                 os._exit(1)
 
 
+JOB_ENV = "AUTOML_TRIAL_JOB"
+
+
 def _job_run(job: dict, reporter: Any) -> dict:
     objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
-    return run_trial(job["plugin"], job["spec"], job["trial_dir"], reporter, job.get("max_epochs"),
-                     objectives=objectives or None, config=job.get("config"), extra=job.get("extra"))
+    # Multi-GPU trials: Lightning's DDP launcher re-executes this module (``python -m
+    # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set. Those processes find
+    # the trial in this file and run the same train call (see serve()).
+    job_file = Path(job["trial_dir"]) / "job.payload.json"
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps(job, default=str))
+    os.environ[JOB_ENV] = str(job_file)
+    try:
+        return run_trial(job["plugin"], job["spec"], job["trial_dir"], reporter, job.get("max_epochs"),
+                         objectives=objectives or None, config=job.get("config"), extra=job.get("extra"))
+    finally:
+        os.environ.pop(JOB_ENV, None)
+
+
+class _RankReporter:
+    """Reporter of a non-zero DDP rank: rank 0 reports and decides; the trainer broadcasts its stop."""
+
+    def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _run_ddp_rank(job_file: str) -> None:
+    """A DDP rank > 0 started by Lightning inside a trial: train the same job, write nothing shared."""
+    job = json.loads(Path(job_file).read_text())
+    rank = os.environ.get("LOCAL_RANK", "?")
+    with _output_to(Path(job["trial_dir"]) / f"train.rank{rank}.log"):
+        get_trainer(job["plugin"]).train(job["spec"], Path(job["trial_dir"]), _RankReporter(), job.get("max_epochs"))
 
 
 def serve() -> None:
@@ -285,7 +317,10 @@ def serve() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--serve"]:
+    if os.environ.get(JOB_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
+        _die_with_parent()
+        _run_ddp_rank(os.environ[JOB_ENV])
+    elif argv[:1] == ["--serve"]:
         serve()
     elif argv[:1] == ["--once"] and len(argv) == 2:
         job = json.loads(Path(argv[1]).read_text())

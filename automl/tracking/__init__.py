@@ -65,12 +65,10 @@ def tracking_enabled(enabled: bool = True) -> bool:
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str | None:
-    """An explicit URI wins; else a team server named in ``MLFLOW_TRACKING_URI`` (MLflow's own variable);
-    else None: the embedded store in the run folder."""
-    if tracking_uri:
-        return tracking_uri
-    env = os.environ.get("MLFLOW_TRACKING_URI", "")
-    return env if env.startswith(("http://", "https://")) else None
+    """An explicit URI wins; else ``AUTOML_TRACKING_URI`` (a team server for every run); else None: the
+    embedded store in the run folder. Not ``MLFLOW_TRACKING_URI``: ``mlflow.set_tracking_uri`` sets it
+    process-wide as a side effect, which would silently redirect runs started from that process."""
+    return tracking_uri or os.environ.get("AUTOML_TRACKING_URI") or None
 
 
 def start_training_run(results_dir: Path, *, model: str, spec: dict[str, Any] | None = None,

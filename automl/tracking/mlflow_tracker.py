@@ -17,6 +17,7 @@ outage or a crash safe:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -127,22 +128,34 @@ class MlflowWriter:
         self._client = None
         self._last_plot = 0.0
 
+    def prepare(self) -> None:
+        """Import MLflow and build the client in the caller's thread (no network): done from the driver
+        at start, so the delivery thread can still work while the interpreter shuts down."""
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import requests  # noqa: F401
+
+        self._make_client()
+
     @property
     def client(self):
+        if self._client is None:
+            self._make_client()
+        return self._client
+
+    def _make_client(self) -> None:
         if self._client is None:
             from mlflow import MlflowClient
 
             # "Creating initial MLflow database tables..." on every new run folder is noise to users.
             for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
                 logging.getLogger(name).setLevel(logging.WARNING)
-            ensure_embedded_store(self.state.tracking_uri)
 
             self._client = MlflowClient(tracking_uri=self.state.tracking_uri, registry_uri=self.state.tracking_uri)
-        return self._client
 
     # -- delivery entry point -------------------------------------------------------------------------
     def send(self, batch: Batch) -> None:
         try:
+            ensure_embedded_store(self.state.tracking_uri)  # once per folder; at once when it exists
             if batch[0]["op"] == "metrics":
                 self._metrics(batch)
             else:
@@ -317,6 +330,25 @@ class MlflowWriter:
                             raise
 
 
+def _never_raises(hook):
+    """Tracking must not take a search down: a hook that fails (disk full, a model MLflow cannot save)
+    warns once per hook and lets the search go on."""
+
+    @functools.wraps(hook)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return hook(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - see above
+            if hook.__name__ not in self._failed_hooks:
+                self._failed_hooks.add(hook.__name__)
+                print(f"warning: MLflow tracking: {hook.__name__} failed ({type(exc).__name__}: {exc}); "
+                      f"the search goes on", file=sys.stderr, flush=True)
+            log.debug("tracking hook %s failed", hook.__name__, exc_info=True)
+            return None
+
+    return wrapper
+
+
 class MlflowTracker(Tracker):
     """The search's tracker. Hooks never block on the network (see the module docstring).
 
@@ -335,7 +367,8 @@ class MlflowTracker(Tracker):
         self.spool = Spool(self.run_dir)
         self.plot_interval_s = plot_interval_s
         self.flush_timeout_s = flush_timeout_s
-        self.delivery = Delivery(self.spool, self.writer.send, self._tell_offline)
+        self.writer.prepare()
+        self.delivery = Delivery(self.spool, self.writer.send, self._tell_offline, on_orphaned=self._orphaned)
         self._lock = DeliveryLock(self.run_dir)
         self._delivering = deliver and self._lock.acquire()
         if deliver and not self._delivering:
@@ -351,6 +384,9 @@ class MlflowTracker(Tracker):
         self._sent_epochs: dict[int, set[tuple[int, int]]] = {}
         self._last_plot_request = 0.0
         self._promotions = 0
+        self._failed_hooks: set[str] = set()
+        self._open_trials: set[int] = set()
+        self._search_open = False
         self._last_finished: int | None = None
         self._controller_best = False
         self._best_logged: tuple[int, float] | None = None
@@ -375,8 +411,10 @@ class MlflowTracker(Tracker):
             self._submit("artifact", key=key, path=str(Path(path).resolve()), dir=directory)
 
     # -- hooks ----------------------------------------------------------------------------------------
+    @_never_raises
     def start_search(self, run_dir: Path, info: dict[str, Any]) -> None:
         self.info = dict(info)
+        self._search_open = True
         self.monitor = info.get("monitor")
         self.mode = info.get("mode") or "max"
         if self.state.experiment_id is None and not info.get("experiment_id"):
@@ -394,18 +432,22 @@ class MlflowTracker(Tracker):
         if info.get("resumed"):
             self._restore_best()
 
+    @_never_raises
     def trial_started(self, number: int, params: dict[str, Any], trial_dir: Path) -> None:
         self._trial_dirs[number] = Path(trial_dir)
+        self._open_trials.add(number)
         self._submit("open", key=run_key(number), parent=SEARCH, name=f"trial-{number:04d}",
                      tags={"automl.trial_number": number, "automl.trial_dir": str(Path(trial_dir).resolve()),
                            "automl.state": "running"},
                      params=params)
 
+    @_never_raises
     def trial_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         ts = self._epoch_time(number, epoch) or _ms()
         self._sent_epochs.setdefault(number, set()).add((int(epoch), ts))
         self._submit("metrics", key=run_key(number), step=int(epoch), ts=ts, metrics=_clean_metrics(metrics))
 
+    @_never_raises
     def trial_finished(self, number: int, state: str, value: float | None, result: dict[str, Any],
                        trial_dir: Path) -> None:
         key = run_key(number)
@@ -438,6 +480,7 @@ class MlflowTracker(Tracker):
             self._artifact(key, log_file)
         self._submit("close", key=key, status=STATUS.get(state, "FAILED"))
         self._sent_epochs.pop(number, None)
+        self._open_trials.discard(number)
         self._last_finished = number
         if not self._controller_best:  # until the controller says which trial is best, decide here
             if state == "complete" and _number(value) is not None:
@@ -445,6 +488,7 @@ class MlflowTracker(Tracker):
             self._log_best_so_far(number)
         self._request_plots()
 
+    @_never_raises
     def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         # The controller's best wins: it knows its own rule (rungs of multi-fidelity searches,
         # multi-objective ranking). From its first answer on, best_so_far is logged here.
@@ -457,6 +501,7 @@ class MlflowTracker(Tracker):
             self._log_best_so_far(self._last_finished)
         self._request_plots()
 
+    @_never_raises
     def promoted(self, best: dict[str, Any], best_dir: Path) -> None:
         best_dir = Path(best_dir)
         number = best.get("number", best.get("trial"))
@@ -485,9 +530,16 @@ class MlflowTracker(Tracker):
                      description=f"promoted from search {tags['automl.search']}, trial {number}")
         self._submit("tags", key=SEARCH, tags={"automl.champion_trial": number, "automl.registered_model": model})
 
+    @_never_raises
     def end_search(self, summary: dict[str, Any]) -> None:
         if self._closed:
             return
+        try:
+            self._final_events(summary)
+        finally:
+            self.close()
+
+    def _final_events(self, summary: dict[str, Any]) -> None:
         summary_path = self.run_dir / TRACKING_DIR / "search_summary.json"
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
@@ -496,13 +548,28 @@ class MlflowTracker(Tracker):
         numbers = {k: v for k, v in summary.items() if _number(v) is not None and not isinstance(v, bool)}
         if numbers:
             self._submit("metrics", key=SEARCH, step=0, metrics={f"search/{k}": v for k, v in numbers.items()})
-        status = str(summary.get("status") or summary.get("state") or "finished").lower()
-        self._submit("tags", key=SEARCH, tags={"automl.status": status})
+        status = str(summary.get("status") or ("stopped" if summary.get("stopped_reason") else "finished")).lower()
+        tags = {"automl.status": status}
+        if summary.get("stopped_reason"):
+            tags["automl.stopped_reason"] = summary["stopped_reason"]
+        self._submit("tags", key=SEARCH, tags=tags)
         self._submit("plots", key=SEARCH, force=True, **self._plot_args())
         self._submit("close", key=SEARCH, status=SEARCH_STATUS.get(status, "KILLED"))
-        self.close()
 
     # -- lifecycle ------------------------------------------------------------------------------------
+    def _orphaned(self) -> None:
+        """The driver ended without end_search (Ctrl-C, an exception): mark what was open as killed so
+        the UI does not show it running forever (a resume reopens it). Called by the delivery thread,
+        which then sends what it can within a few seconds; the rest waits in the spool."""
+        if self._closed:
+            return
+        for number in sorted(self._open_trials):
+            self._submit("tags", key=run_key(number), tags={"automl.state": "interrupted"})
+            self._submit("close", key=run_key(number), status="KILLED")
+        if self._search_open:
+            self._submit("tags", key=SEARCH, tags={"automl.status": "interrupted"})
+            self._submit("close", key=SEARCH, status="KILLED")
+
     def flush(self, timeout: float | None = None) -> bool:
         return self.delivery.flush(self.flush_timeout_s if timeout is None else timeout)
 

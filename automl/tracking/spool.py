@@ -140,8 +140,12 @@ class Delivery:
     """
 
     def __init__(self, spool: Spool, send: Callable[[Batch], None], on_offline: Callable[[str], None],
-                 max_backoff_s: float = 15.0):
+                 max_backoff_s: float = 15.0, on_orphaned: Callable[[], None] | None = None,
+                 exit_grace_s: float = 10.0):
         self.spool = spool
+        self._on_orphaned = on_orphaned
+        self._exit_grace = exit_grace_s
+        self._exit_deadline: float | None = None
         self._send = send
         self._on_offline = on_offline
         self._max_backoff = max_backoff_s
@@ -152,15 +156,18 @@ class Delivery:
         self._told = False
         self.offline = False
         self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._loop, name="automl-tracking", daemon=True)
+        # Not a daemon: when the program ends without close() (Ctrl-C, an exception in the driver), the
+        # thread notices, lets the tracker mark open runs as killed, and delivers for exit_grace_s more
+        # seconds before the interpreter exits (a daemon thread would die mid-request, and atexit
+        # handlers run too late to start MLflow's own worker threads).
+        self._thread = threading.Thread(target=self._loop, name="automl-tracking", daemon=False)
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, op: dict[str, Any]) -> None:
-        entry = self.spool.append(op)
-        with self._cond:
-            self._queue.append(entry)
+        with self._cond:  # spool order == queue order, whichever thread calls
+            self._queue.append(self.spool.append(op))
             self._cond.notify_all()
 
     @property
@@ -190,16 +197,34 @@ class Delivery:
         self._thread.join(timeout=5.0)
         return delivered
 
+    def _orphaned(self) -> bool:
+        """True once the main thread has ended without close(); starts the exit grace period."""
+        if self._exit_deadline is None and not threading.main_thread().is_alive():
+            self._exit_deadline = time.monotonic() + self._exit_grace
+            if self._on_orphaned is not None:
+                try:
+                    self._on_orphaned()
+                except Exception as exc:  # noqa: BLE001 - exiting anyway
+                    log.debug("tracking: on_orphaned failed: %s", exc)
+        return self._exit_deadline is not None
+
     def _loop(self) -> None:
         backoff = 0.5
         while True:
+            self._orphaned()
             with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait()
-                if not self._queue:  # stopped and drained
+                while not self._queue and not self._stop and self._exit_deadline is None:
+                    self._cond.wait(timeout=0.5)
+                    if not threading.main_thread().is_alive():
+                        break
+                if self._exit_deadline is None and not threading.main_thread().is_alive():
+                    continue  # run the orphan hook outside the lock (it submits operations)
+                if not self._queue:  # stopped, or the program ended, and everything is delivered
                     return
                 if self._stop:  # close() gave up waiting: leave the rest in the spool
                     return
+                if self._exit_deadline is not None and time.monotonic() > self._exit_deadline:
+                    return  # the program ended; the rest waits in the spool
                 batch = take_batch(self._queue)
             try:
                 self._send(batch)
@@ -214,6 +239,11 @@ class Delivery:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             except Exception as exc:  # noqa: BLE001 - see the class docstring
+                if self._exit_deadline is not None:
+                    # The interpreter is going away and refuses new threads/handlers (MLflow starts
+                    # some): keep this and the rest in the spool for the next run or `automl sync`.
+                    log.debug("tracking: stopped at exit: %s", exc)
+                    return
                 log.warning("tracking: dropped %s operation(s) %s: %s", len(batch),
                             [e.get("op") for e in batch], exc)
             if self.offline:
@@ -228,6 +258,8 @@ class Delivery:
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
+        if self._exit_deadline is not None:
+            deadline = min(deadline, self._exit_deadline)
         with self._cond:
             while not self._stop and not self._wake:
                 left = deadline - time.monotonic()

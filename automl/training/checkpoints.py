@@ -36,7 +36,9 @@ def checkpoint_callbacks(
     checkpoint_dir = Path(checkpoint_dir)
     callbacks = [
         ModelCheckpoint(dirpath=checkpoint_dir, filename=BEST, monitor=monitor, mode=mode, save_top_k=1,
-                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+                        # written at validation end, so ReportingCallback (train epoch end) reports a file that exists
+                        save_on_train_epoch_end=False),
     ]
     callbacks[0].CHECKPOINT_NAME_LAST = LAST
     if interval and int(interval) > 0:

@@ -16,6 +16,7 @@ automatic optimisation; modules that optimise manually clip themselves.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ from automl.reporting import FileReporter, Reporter, read_metrics
 from automl.training.callbacks import ReportingCallback
 from automl.training.checkpoints import BEST, LAST, checkpoint_callbacks
 from automl.training.devices import plan_from_spec
+
+log = logging.getLogger("automl.training")
 
 
 @dataclass
@@ -70,6 +73,10 @@ def build_trainer(spec: Mapping[str, Any], results_dir: Path, monitor: Monitor, 
     train = _section(spec, "train")
     _, stop = horizon(spec, max_epochs)
     plan = plan_from_spec(train, "train")
+    for note in plan.notes:
+        log.info(note)
+    # Lightning's banner ("GPU available: ...", tips) is noise next to our one-line errors and --json output.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     cudnn = train.get("cudnn") or {}
     torch.backends.cudnn.benchmark = bool(cudnn.get("benchmark", False))
     torch.backends.cudnn.deterministic = bool(cudnn.get("deterministic", False))

@@ -12,6 +12,7 @@ batches take groups from P distinct random classes, and whole batches are dealt 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -39,10 +40,17 @@ class PKBatchSampler(Sampler[list[int]]):
         self.classes = sorted(self.index_by_class)
         self.batch_size, self.k = batch_size, num_instance
         self.p = batch_size // num_instance
+        if len(self.classes) < 2:
+            raise AutomlError(f"P x K sampling needs at least 2 classes in the training set, found {len(self.classes)}")
         if len(self.classes) < self.p:
-            raise AutomlError(
-                f"{batch_key}={batch_size} with {instance_key}={num_instance} needs {self.p} classes per batch, "
-                f"but the training set has {len(self.classes)}; lower {batch_key} or raise {instance_key}")
+            # A searched batch size can exceed what a small dataset holds: take every class per batch
+            # (a smaller effective batch) instead of failing the trial, and say so.
+            logging.getLogger("automl.training").warning(
+                "%s=%d with %s=%d needs %d classes per batch but the training set has %d; using batches of %d",
+                batch_key, batch_size, instance_key, num_instance, self.p, len(self.classes),
+                len(self.classes) * num_instance)
+            self.p = len(self.classes)
+            self.batch_size = self.p * num_instance
         self.seed, self.rank, self.world_size = int(seed), int(rank), max(1, int(world_size))
         self.epoch = 0
         self._cache: tuple[int, list[list[int]]] | None = None

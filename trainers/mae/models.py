@@ -14,7 +14,6 @@ these two small modules.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 

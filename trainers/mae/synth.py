@@ -133,6 +133,7 @@ def _fashion_images(classes: int, counts: dict[str, int], size: int, rng: np.ran
 def generate(out_dir: Path, *, seed: int = 0, classes: int = 10, per_class: int = 10, unlabeled_per_class: int = 60,
              val_per_class: int = 10, test_per_class: int = 2, size: int = 32, source: str = "shapes") -> dict[str, Path]:
     """Write the four folders; ``per_class`` is the labelled training images per class."""
+    source = source.replace("-", "_")  # the CLI spells it fashion-mnist
     if source not in SOURCES:
         raise AutomlError(f"mae data generator: source '{source}' is not known; allowed: {', '.join(SOURCES)}")
     if size < 16 or size > 512:
@@ -142,6 +143,8 @@ def generate(out_dir: Path, *, seed: int = 0, classes: int = 10, per_class: int 
     folders = {"pool": out / "images_train", "labeled": out / "labeled_train", "val": out / "images_val",
                "test": out / "images_test"}
     counts = {"pool": unlabeled_per_class, "labeled": per_class, "val": val_per_class, "test": test_per_class}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
     images = {"shapes": _shape_images, "glyphs": _glyph_images, "fashion_mnist": _fashion_images}[source]
     pool_index = 0
     for name, splits in images(classes, counts, size, rng):

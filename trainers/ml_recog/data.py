@@ -3,6 +3,7 @@ validation sets sharing one class numbering)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,12 +98,20 @@ class MLRecogDataModule(pl.LightningDataModule):
         self.train_sampler: PKBatchSampler | None = None
         self.train_set = self.reference_set = self.query_set = None
 
+    def check(self) -> tuple[Path, Path, Path]:
+        """Resolve (and extract) the dataset folders; raises a one-line error before any training starts."""
+        train_root = resolve_dataset(self.spec["dataset"].get("train_dataset", ""), "dataset.train_dataset")
+        ref_root, query_root = val_sets(self.spec)
+        for root, key in ((train_root, "dataset.train_dataset"), (ref_root, "dataset.val_dataset.reference"),
+                          (query_root, "dataset.val_dataset.query")):
+            list_class_folder(root, key)
+        return train_root, ref_root, query_root
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         spec = self.spec
-        train_root = resolve_dataset(spec["dataset"].get("train_dataset", ""), "dataset.train_dataset")
-        ref_root, query_root = val_sets(spec)
+        train_root, ref_root, query_root = self.check()
         total = sum(len(list_class_folder(r)[0]) for r in (train_root, ref_root, query_root))
         cache = total <= CACHE_LIMIT
         self.train_set = ClassFolderDataset(train_root, train_transform(spec), key="dataset.train_dataset", cache=cache)
@@ -111,6 +120,11 @@ class MLRecogDataModule(pl.LightningDataModule):
                                                 class_to_label=mapping, cache=cache)
         self.query_set = ClassFolderDataset(query_root, eval_transform(spec), key="dataset.val_dataset.query",
                                             class_to_label=mapping, cache=cache)
+        bs, k = int(spec["train"]["batch_size"]), int(spec["dataset"]["num_instance"])
+        if k > 0 and bs // k < 2:
+            logging.getLogger("automl.trainers.ml_recog").warning(
+                "train.batch_size=%d / dataset.num_instance=%d gives one class per batch: triplets have no negatives "
+                "and the loss is zero (raise train.batch_size to a multiple of num_instance >= 2x)", bs, k)
         trainer = self.trainer
         seed = int(spec["train"].get("seed", 0) or 0)
         self.train_sampler = PKBatchSampler(

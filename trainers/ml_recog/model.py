@@ -33,7 +33,11 @@ class EmbeddingNet(nn.Module):
         if "vit" in name:  # ViTs fix their grid at creation: build them at the trained input size
             kwargs.update(img_size=input_size, dynamic_img_size=False)
         self.trunk = timm.create_model(name, **kwargs)
-        self.embedder = nn.Linear(self.trunk.num_features, feat_dim)
+        # Linear + BatchNorm (the "BNNeck" of the reid strong baseline TAO's reid/ml_recog derive from):
+        # without the BN, triplet training from random initialisation collapses every embedding onto one
+        # point within a few steps (loss stuck at the margin), which we observed with every timm test_*
+        # backbone; the BN keeps each embedding dimension spread across the batch.
+        self.embedder = nn.Sequential(nn.Linear(self.trunk.num_features, feat_dim), nn.BatchNorm1d(feat_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedder(self.trunk(x))

@@ -82,11 +82,17 @@ class MLRecogPlugin(TrainerPlugin):
         from trainers.ml_recog.model import MLRecogModule, load_pretrained
 
         spec = config.resolve(spec, "train")
+        seed = spec["train"].get("seed")
+        if seed is not None and int(seed) >= 0:  # the initial weights too, not only the data order
+            import lightning.pytorch as pl
+
+            pl.seed_everything(int(seed), workers=True, verbose=False)
         module = MLRecogModule(spec)
         notes = []
         if not str(spec["train"].get("resume_training_checkpoint_path") or "").strip():
             notes = load_pretrained(module.net, spec)
         datamodule = MLRecogDataModule(spec)
+        datamodule.check()
         result = fit(module, datamodule, spec, results_dir, monitor=self.monitor, reporter=reporter, max_epochs=max_epochs)
         out = result.as_dict()
         out.update(monitor=self.monitor.metric, mode=self.monitor.mode, num_epochs=int(spec["train"]["num_epochs"]),
@@ -114,14 +120,21 @@ class MLRecogPlugin(TrainerPlugin):
         return spec
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        from automl.data.folders import ClassFolderDataset
-        from trainers.ml_recog.data import eval_transform, shared_classes, val_sets
-        from trainers.ml_recog.metrics import retrieval_metrics, topk_matches
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "evaluate")
         net, meta = load_network(config.required(spec, "evaluate.checkpoint"), "evaluate.checkpoint")
-        spec = self._eval_spec(spec, "evaluate", meta)
+        result = self.evaluate_network(net, self._eval_spec(spec, "evaluate", meta))
+        return {"checkpoint": str(spec["evaluate"]["checkpoint"]), **result}
+
+    def evaluate_network(self, net, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Retrieval metrics of ``net`` on ``dataset.val_dataset`` (reference + query), as evaluate reports them."""
+        from automl.data.folders import ClassFolderDataset
+        from trainers.ml_recog.data import eval_transform, shared_classes, val_sets
+        from trainers.ml_recog.metrics import retrieval_metrics, topk_matches
+
+        spec = config.resolve(spec, "evaluate") if "train" not in spec else spec
+        net = net.eval()
         ref_root, query_root = val_sets(spec)
         mapping = shared_classes(ref_root, query_root)
         tf = eval_transform(spec)
@@ -135,8 +148,8 @@ class MLRecogPlugin(TrainerPlugin):
         topk = max(1, int(spec["evaluate"].get("topk") or 1))
         _, idx = topk_matches(q_emb, ref_emb, topk)
         hit = (ref_labels[idx] == q_labels[:, None]).any(dim=1).float().mean().item()
-        return {"checkpoint": str(spec["evaluate"]["checkpoint"]), "metrics": metrics, f"top{topk}_accuracy": hit,
-                "num_reference": len(ref), "num_query": len(query), "num_classes": len(mapping), "per_class_average": per_class}
+        return {"metrics": metrics, f"top{topk}_accuracy": hit, "num_reference": len(ref), "num_query": len(query),
+                "num_classes": len(mapping), "per_class_average": per_class}
 
     def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         from automl.data.archives import resolve_dataset

@@ -24,6 +24,21 @@ TAO_BACKBONES = {
 }
 
 
+# TAO's TransReID switches: accepted at their default (false) so TAO specs run, refused when turned on.
+UNSUPPORTED_SWITCHES = ("model.cos_layer", "model.gem_pooling", "model.stem_conv", "model.jpm", "model.sie_camera",
+                        "model.sie_view", "train.optim.large_fc_lr")
+
+
+def check_supported(spec: Mapping[str, Any]) -> None:
+    for key in UNSUPPORTED_SWITCHES:
+        section, _, name = key.rpartition(".")
+        node: Any = spec
+        for part in section.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if isinstance(node, Mapping) and node.get(name):
+            raise AutomlError(f"{key}=true (a TAO TransReID option) is not supported by this trainer; set it to false")
+
+
 def timm_name(backbone: str) -> str:
     name = TAO_BACKBONES.get(backbone, backbone)
     if not timm.is_model(name):

@@ -16,10 +16,11 @@ from automl.errors import AutomlError
 from automl.training.checkpoints import load_state_dict
 from automl.training.schedule import warmup_multistep
 from trainers.reid.metrics import evaluate_ranking, pairwise_distances, re_ranking, summary
-from trainers.reid.model import ReidLoss, ReidNet
+from trainers.reid.model import ReidLoss, ReidNet, check_supported
 
 
 def build_net(spec: Mapping[str, Any], num_classes: int) -> ReidNet:
+    check_supported(spec)
     model = spec.get("model", {})
     return ReidNet(
         model.get("backbone", "resnet_50"), num_classes,

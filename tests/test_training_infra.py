@@ -1,0 +1,60 @@
+"""Shared trainer infrastructure that needs no model: result JSON, TensorRT calibration batching and
+the TensorRT-absent error."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from automl.errors import AutomlError
+from automl.training import tensorrt as trt_mod
+from automl.training.results import write_result
+
+
+def test_write_result_file_and_json_last_line(tmp_path, capsys):
+    path = write_result("evaluate", {"value": np.float32(0.5), "path": tmp_path, "bad": float("nan")}, tmp_path,
+                        as_json=True)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(printed) == json.loads(path.read_text()) == {"value": 0.5, "path": str(tmp_path), "bad": None}
+    assert path.name == "evaluate.json"
+
+
+def _images(tmp_path, n):
+    folder = tmp_path / "cal" / "cls"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
+    return trt_mod.list_images([tmp_path / "cal"])
+
+
+def test_calibration_batches_fixed_size_capped_and_ordered(tmp_path):
+    images = _images(tmp_path, 10)
+    pre = lambda p: np.full((3, 4, 4), int(p.stem), np.float32)  # noqa: E731
+    batches = list(trt_mod.CalibrationBatches(images, batch_size=4, max_batches=100, preprocess=pre))
+    assert [b.shape for b in batches] == [(4, 3, 4, 4)] * 2  # 10 images -> 2 full batches, remainder dropped
+    assert [b[:, 0, 0, 0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(b.dtype == np.float32 and b.flags["C_CONTIGUOUS"] for b in batches)
+    assert len(trt_mod.CalibrationBatches(images, 2, 3, pre)) == 3
+    with pytest.raises(AutomlError, match="at least cal_batch_size=16 images, found 10"):
+        trt_mod.CalibrationBatches(images, 16, 1, pre)
+
+
+def test_gen_engine_without_tensorrt_is_a_clear_error(tmp_path):
+    pytest.importorskip("onnx")
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"placeholder")
+    req = trt_mod.EngineRequest(onnx_file=onnx_file, engine_file=tmp_path / "m.engine", input_shape=(3, 8, 8))
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here; the absent-TensorRT path cannot be checked")
+    except ImportError:
+        pass
+    with pytest.raises(AutomlError, match="gen_trt_engine needs TensorRT"):
+        trt_mod.build_engine(req)
+    with pytest.raises(AutomlError, match="data_type: 'INT4' is not one of FP32, FP16, INT8"):
+        trt_mod.build_engine(trt_mod.EngineRequest(onnx_file=onnx_file, engine_file=tmp_path / "e", input_shape=(3, 8, 8),
+                                                   data_type="INT4"))
+    with pytest.raises(AutomlError, match="INT8 needs calibration images"):
+        trt_mod.build_engine(trt_mod.EngineRequest(onnx_file=onnx_file, engine_file=tmp_path / "e", input_shape=(3, 8, 8),
+                                                   data_type="INT8"))
