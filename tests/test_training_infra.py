@@ -58,3 +58,35 @@ def test_gen_engine_without_tensorrt_is_a_clear_error(tmp_path):
     with pytest.raises(AutomlError, match="INT8 needs calibration images"):
         trt_mod.build_engine(trt_mod.EngineRequest(onnx_file=onnx_file, engine_file=tmp_path / "e", input_shape=(3, 8, 8),
                                                    data_type="INT8"))
+
+
+def test_last_checkpoint_follows_every_epoch_even_when_the_monitor_gets_worse(tmp_path):
+    """Lightning 2.6's save_last only refreshes "last" when top-k saved; ours must not lag behind."""
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from automl.training.checkpoints import checkpoint_callbacks, load_checkpoint
+
+    class Worsening(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, _):
+            self.log("score", 1.0 - self.current_epoch, on_epoch=True)  # best at epoch 0, then worse
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False,
+                         callbacks=checkpoint_callbacks(tmp_path, "score", "max", interval=1))
+    trainer.fit(Worsening(), data, data)
+    assert load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "best.ckpt")["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.ckpt")) == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]

@@ -23,6 +23,14 @@ BEST = "best"
 LAST = "last"
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """Overwrites ``last.ckpt`` at every validation.
+
+    Its own class so that its Lightning state key differs from an ``epoch_NNN`` snapshot callback with
+    the same triggers (Lightning refuses two stateful callbacks with one key).
+    """
+
+
 def checkpoint_callbacks(
     checkpoint_dir: Path,
     monitor: str,
@@ -34,13 +42,17 @@ def checkpoint_callbacks(
     ``epoch_NNN.ckpt`` / ``step_NNNNNN.ckpt`` snapshots every ``interval`` epochs or steps (TAO's
     ``train.checkpoint_interval`` / ``checkpoint_interval_unit``)."""
     checkpoint_dir = Path(checkpoint_dir)
-    callbacks = [
-        ModelCheckpoint(dirpath=checkpoint_dir, filename=BEST, monitor=monitor, mode=mode, save_top_k=1,
-                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
-                        # written at validation end, so ReportingCallback (train epoch end) reports a file that exists
-                        save_on_train_epoch_end=False),
-    ]
-    callbacks[0].CHECKPOINT_NAME_LAST = LAST
+    # Written at validation end, so ReportingCallback (train epoch end) reports files that exist.
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename=BEST, monitor=monitor, mode=mode, save_top_k=1,
+                           save_last=False, auto_insert_metric_name=False, enable_version_counter=False,
+                           save_on_train_epoch_end=False)
+    # Not `save_last=True` on the callback above: Lightning (2.6) refreshes "last" only when a top-k
+    # checkpoint was saved in the same step, i.e. only when the monitor improved, which would leave a
+    # paused trial's last.ckpt epochs behind. A monitor-less top-1 callback overwrites it every validation.
+    last = LastCheckpoint(dirpath=checkpoint_dir, filename=LAST, monitor=None, save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False,
+                           save_on_train_epoch_end=False)
+    callbacks = [best, last]
     if interval and int(interval) > 0:
         if interval_unit == "step":
             callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="step_{step:06d}", save_top_k=-1,
