@@ -62,6 +62,7 @@ def test_tao_templates_run_on_cpu_sized_settings(data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_tao_templates_run_with_tao_values(data, tmp_path):
     """convnextv2_base at 224 px, batch 1, TAO's 10 epochs: minutes on a CPU."""
     out = _pretrain_then_finetune(data, tmp_path, {})

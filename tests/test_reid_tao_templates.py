@@ -53,6 +53,7 @@ def test_tao_templates_run_on_cpu_sized_settings(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_tao_templates_run_with_tao_values(tmp_path):
     """resnet_50 at 256x128, batch 64 (16 x 4), TAO's 10 epochs: minutes on a CPU."""
     keys = plugin.make_dataset(tmp_path / "data", seed=0, classes=16, per_class=8, size=128, cameras=4)
