@@ -90,3 +90,32 @@ def test_last_checkpoint_follows_every_epoch_even_when_the_monitor_gets_worse(tm
     assert load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 2
     assert load_checkpoint(tmp_path / "best.ckpt")["epoch"] == 0
     assert sorted(p.name for p in tmp_path.glob("epoch_*.ckpt")) == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]
+
+
+def test_engine_request_from_a_tao_gen_trt_engine_section(tmp_path):
+    """Shape from the ONNX file, TAO's "int8,fp16" data_type, calibration fed through the model's preprocessing."""
+    import torch
+
+    onnx_file = tmp_path / "model.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 24, 20),), str(onnx_file), input_names=["input"],
+                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    images = tmp_path / "cal"
+    images.mkdir()
+    for i in range(5):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(images / f"{i}.png")
+    seen = []
+
+    def preprocess_for(height, width):
+        seen.append((height, width))
+        return lambda path: np.zeros((3, height, width), np.float32)
+
+    section = {"onnx_file": str(onnx_file), "trt_engine": "???",
+               "tensorrt": {"data_type": "int8,fp16", "max_batch_size": 4, "opt_batch_size": 2,
+                            "calibration": {"cal_image_dir": [str(images)], "cal_batch_size": 2, "cal_batches": 2}}}
+    req = trt_mod.engine_request_from_spec(section, tmp_path, preprocess_for)
+    assert req.input_shape == (3, 24, 20) and req.data_type == "INT8"
+    assert req.engine_file == tmp_path / "model.engine" and req.cal_cache_file == tmp_path / "calibration.cache"
+    assert seen == [(24, 20)] and [b.shape for b in req.calibration] == [(2, 3, 24, 20)] * 2
+    req.validate()
+    with pytest.raises(AutomlError, match="gen_trt_engine.onnx_file"):
+        trt_mod.engine_request_from_spec({"onnx_file": str(tmp_path / "missing.onnx")}, tmp_path, preprocess_for)

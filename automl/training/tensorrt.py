@@ -13,7 +13,7 @@ optimization profiles, ``build_serialized_network``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,49 @@ class EngineRequest:
             raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {self.onnx_file}")
         if self.data_type == "INT8" and self.calibration is None and not (self.cal_cache_file and Path(self.cal_cache_file).is_file()):
             raise AutomlError("gen_trt_engine.tensorrt.calibration.cal_image_dir: INT8 needs calibration images or an existing cal_cache_file")
+
+
+def _path_or_none(value: Any) -> Path | None:
+    text = str(value or "").strip()
+    return Path(text) if text not in ("", "???") else None
+
+
+def engine_request_from_spec(
+    section: Mapping[str, Any],
+    results_dir: Path,
+    preprocess_for: Callable[[int, int], Callable[[Path], np.ndarray]],
+) -> EngineRequest:
+    """An :class:`EngineRequest` from a TAO ``gen_trt_engine`` spec section.
+
+    The input shape comes from the ONNX file (so the engine matches what was exported, not the
+    spec); ``preprocess_for(height, width)`` returns the model's eval transform for INT8 calibration
+    images. TAO writes ``data_type`` as e.g. ``"fp32,fp16"``: the first one is built.
+    """
+    import onnx
+
+    onnx_file = _path_or_none(section.get("onnx_file"))
+    if onnx_file is None or not onnx_file.is_file():
+        raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file or '(not set)'}")
+    dims = onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(int(d.dim_value) for d in dims[1:])
+    trt_cfg = section.get("tensorrt") or {}
+    data_type = str(trt_cfg.get("data_type") or "FP32").split(",")[0].strip().upper()
+    cal = trt_cfg.get("calibration") or {}
+    batches, cache = None, None
+    if data_type == "INT8":
+        cache = _path_or_none(cal.get("cal_cache_file")) or Path(results_dir) / "calibration.cache"
+        dirs = cal.get("cal_image_dir")
+        if dirs and dirs != "???":
+            images = list_images(dirs, "gen_trt_engine.tensorrt.calibration.cal_image_dir")
+            batches = CalibrationBatches(images, int(cal.get("cal_batch_size") or 8), int(cal.get("cal_batches") or 10),
+                                         preprocess_for(shape[1], shape[2]))
+    return EngineRequest(
+        onnx_file=onnx_file, engine_file=_path_or_none(section.get("trt_engine")) or Path(results_dir) / "model.engine",
+        input_shape=shape, data_type=data_type, workspace_mb=int(trt_cfg.get("workspace_size") or 1024),
+        min_batch=int(trt_cfg.get("min_batch_size") or 1), opt_batch=int(trt_cfg.get("opt_batch_size") or 1),
+        max_batch=int(trt_cfg.get("max_batch_size") or 1), timing_cache=_path_or_none(section.get("timing_cache")),
+        calibration=batches, cal_cache_file=cache, gpu_id=int(section.get("gpu_id") or 0),
+        verbose=bool(section.get("verbose")))
 
 
 def build_engine(req: EngineRequest) -> dict[str, Any]:

@@ -228,35 +228,15 @@ class MaeTrainer(TrainerPlugin):
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. Needs the tensorrt wheel and a
         GPU (a clear error otherwise; not run on the CPU-only CI)."""
         import numpy as np
-        import onnx
 
         from automl.data.folders import load_rgb
-        from automl.training.tensorrt import CalibrationBatches, EngineRequest, build_engine, list_images
+        from automl.training.tensorrt import build_engine, engine_request_from_spec
         from trainers.mae.data import eval_transform
 
-        section = spec.get("gen_trt_engine") or {}
-        trt = section.get("tensorrt") or {}
-        onnx_file = Path(str(section.get("onnx_file") or ""))
-        if not onnx_file.is_file():
-            raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file}")
-        dims = [d.dim_value for d in onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
-        data_type = str(trt.get("data_type", "fp32")).split(",")[0].strip().upper()  # TAO writes "fp32,fp16": the first
-        calibration, cache = None, None
-        cal = trt.get("calibration") or {}
-        if data_type == "INT8":
-            cache = Path(str(cal.get("cal_cache_file") or "").strip() or Path(results_dir) / "calibration.cache")
-            if cal.get("cal_image_dir"):
-                tf = eval_transform({**spec, "dataset": {**(spec.get("dataset") or {}), "augmentation": {
-                    **((spec.get("dataset") or {}).get("augmentation") or {}), "input_size": int(dims[2])}}})
-                calibration = CalibrationBatches(list_images(cal["cal_image_dir"], "gen_trt_engine.tensorrt.calibration.cal_image_dir"),
-                                                 int(cal.get("cal_batch_size", 8)), int(cal.get("cal_batches", 10)),
-                                                 lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32))
-        engine = str(section.get("trt_engine") or "").strip()
-        return build_engine(EngineRequest(
-            onnx_file=onnx_file, engine_file=Path(engine if engine not in ("", "???") else Path(results_dir) / "model.engine"),
-            input_shape=(int(dims[1]), int(dims[2]), int(dims[3])), data_type=data_type,
-            workspace_mb=int(trt.get("workspace_size", 1024)), min_batch=int(trt.get("min_batch_size", 1)),
-            opt_batch=int(trt.get("opt_batch_size", 1)), max_batch=int(trt.get("max_batch_size", 1)),
-            timing_cache=Path(section["timing_cache"]) if section.get("timing_cache") else None,
-            calibration=calibration, cal_cache_file=cache, gpu_id=int(section.get("gpu_id", 0)),
-            verbose=bool(section.get("verbose", False))))
+        def preprocess_for(height: int, width: int):
+            dataset = spec.get("dataset") or {}
+            tf = eval_transform({**spec, "dataset": {**dataset, "augmentation": {
+                **(dataset.get("augmentation") or {}), "input_size": int(height)}}})
+            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+
+        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))

@@ -220,40 +220,16 @@ class MLRecogPlugin(TrainerPlugin):
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         import numpy as np
-        import onnx
 
         from automl.data.folders import load_rgb
-        from automl.training.tensorrt import CalibrationBatches, EngineRequest, build_engine, list_images
+        from automl.training.tensorrt import build_engine, engine_request_from_spec
         from trainers.ml_recog.data import eval_transform
 
         spec = config.resolve(spec, "gen_trt_engine")
-        gen = spec.get("gen_trt_engine") or {}
-        trt_cfg = gen.get("tensorrt") or {}
-        onnx_file = Path(config.required(spec, "gen_trt_engine.onnx_file"))
-        if not onnx_file.is_file():
-            raise AutomlError(f"gen_trt_engine.onnx_file: file not found: {onnx_file}")
-        dims = onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-        shape = tuple(int(d.dim_value) for d in dims[1:])
-        engine = str(gen.get("trt_engine") or "").strip()
-        engine = engine if engine not in ("", "???") else str(Path(results_dir) / "model.engine")
-        data_type = str(trt_cfg.get("data_type", "FP32")).upper()
-        cal = trt_cfg.get("calibration") or {}
-        batches, cache = None, None
-        if data_type == "INT8":
-            cache_value = str(cal.get("cal_cache_file") or "").strip()
-            cache = Path(cache_value) if cache_value not in ("", "???") else Path(results_dir) / "calibration.cache"
-            dirs = cal.get("cal_image_dir")
-            if dirs and dirs != "???":
-                spec = {**spec, "model": {**spec["model"], "input_height": shape[1], "input_width": shape[2]}}
-                tf = eval_transform(spec)
-                images = list_images(dirs, "gen_trt_engine.tensorrt.calibration.cal_image_dir")
-                batches = CalibrationBatches(images, int(cal.get("cal_batch_size") or 1), int(cal.get("cal_batches") or 1),
-                                             lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32))
-        timing = str(gen.get("timing_cache") or "").strip()
-        req = EngineRequest(onnx_file=onnx_file, engine_file=Path(engine), input_shape=shape, data_type=data_type,
-                            workspace_mb=int(trt_cfg.get("workspace_size") or 1024),
-                            min_batch=int(trt_cfg.get("min_batch_size") or 1), opt_batch=int(trt_cfg.get("opt_batch_size") or 1),
-                            max_batch=int(trt_cfg.get("max_batch_size") or 1), timing_cache=Path(timing) if timing else None,
-                            calibration=batches, cal_cache_file=cache, gpu_id=int(gen.get("gpu_id") or 0),
-                            verbose=bool(gen.get("verbose")))
-        return build_engine(req)
+        config.required(spec, "gen_trt_engine.onnx_file")
+
+        def preprocess_for(height: int, width: int):
+            tf = eval_transform({**spec, "model": {**spec["model"], "input_height": height, "input_width": width}})
+            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+
+        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
