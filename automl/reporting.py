@@ -27,6 +27,27 @@ class Reporter(Protocol):
         """True when the trial must stop now (pruned, paused at a rung, or out of time)."""
 
 
+def clean_float(value: object) -> float | None:
+    """``float(value)`` when it is a finite number, else None (JSON has no NaN or infinity)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def clean_metrics(metrics: Mapping[str, object]) -> dict[str, float | None]:
+    """Numeric entries of ``metrics`` with non-finite values as None; non-numeric entries dropped."""
+    out: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        try:
+            float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        out[key] = clean_float(value)
+    return out
+
+
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():

@@ -83,7 +83,7 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor
 from automl.reporting import FileReporter, read_metrics
 from automl.search import rundir, worker
-from automl.search.rundir import clean_float
+from automl.reporting import clean_float
 from automl.spec import apply_config, flatten
 
 SUPPORTED_RAY = ">=2.41,<3"

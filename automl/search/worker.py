@@ -34,7 +34,8 @@ from typing import Any
 
 from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
-from automl.search.rundir import clean_float, write_json
+from automl.reporting import clean_float, clean_metrics
+from automl.search.rundir import write_json
 from automl.spec import get_dotted
 
 RESULT = "result.json"
@@ -51,7 +52,7 @@ class PipeReporter(FileReporter):
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         super().report(epoch, metrics, checkpoint)
-        self._send({"op": "report", "epoch": int(epoch), "metrics": _jsonable(metrics),
+        self._send({"op": "report", "epoch": int(epoch), "metrics": clean_metrics(metrics),
                     "checkpoint": str(checkpoint) if checkpoint else None})
         reply = self._receive()
         if reply.get("stop"):
@@ -59,16 +60,6 @@ class PipeReporter(FileReporter):
 
     def should_stop(self) -> bool:
         return self.stop_reason is not None
-
-
-def _jsonable(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    out = {}
-    for k, v in metrics.items():
-        try:
-            out[k] = clean_float(float(v))
-        except (TypeError, ValueError):
-            continue
-    return out
 
 
 def epoch_metrics(trial_dir: Path) -> dict[int, dict[str, float]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automl.reporting import read_metrics
+from automl.reporting import clean_float, clean_metrics, read_metrics
 from automl.tracking import Tracker
 from automl.tracking.spool import Batch, Delivery, DeliveryLock, Spool, TransientError
 from automl.tracking.store import TrackingState, ensure_embedded_store
@@ -75,14 +74,6 @@ def _key_name(name: str) -> str:
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _ms(seconds: float | None = None) -> int:
@@ -445,7 +436,7 @@ class MlflowTracker(Tracker):
     def trial_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         ts = self._epoch_time(number, epoch) or _ms()
         self._sent_epochs.setdefault(number, set()).add((int(epoch), ts))
-        self._submit("metrics", key=run_key(number), step=int(epoch), ts=ts, metrics=_clean_metrics(metrics))
+        self._submit("metrics", key=run_key(number), step=int(epoch), ts=ts, metrics=clean_metrics(metrics))
 
     @_never_raises
     def trial_finished(self, number: int, state: str, value: float | None, result: dict[str, Any],
@@ -458,10 +449,10 @@ class MlflowTracker(Tracker):
             ts = _ms(record.get("time"))
             if (int(record["epoch"]), ts) not in sent:
                 self._submit("metrics", key=key, step=int(record["epoch"]), ts=ts,
-                             metrics=_clean_metrics(record.get("metrics", {})))
+                             metrics=clean_metrics(record.get("metrics", {})))
         final = {k: result.get(k) for k in ("duration_s", "gpu_seconds", "best_epoch")}
         final["trial_value"] = value
-        final = {k: v for k, v in final.items() if _number(v) is not None}
+        final = {k: v for k, v in final.items() if clean_float(v) is not None}
         if final:
             self._submit("metrics", key=key, step=0, metrics=final)
         tags = {"automl.state": state}
@@ -483,7 +474,7 @@ class MlflowTracker(Tracker):
         self._open_trials.discard(number)
         self._last_finished = number
         if not self._controller_best:  # until the controller says which trial is best, decide here
-            if state == "complete" and _number(value) is not None:
+            if state == "complete" and clean_float(value) is not None:
                 self._consider_best(number, float(value))
             self._log_best_so_far(number)
         self._request_plots()
@@ -494,7 +485,7 @@ class MlflowTracker(Tracker):
         # multi-objective ranking). From its first answer on, best_so_far is logged here.
         if best is not None:
             self._controller_best = True
-            if best.get("number") is not None and _number(best.get("value")) is not None:
+            if best.get("number") is not None and clean_float(best.get("value")) is not None:
                 number = int(best["number"])
                 if self.best is None or self.best[0] != number:
                     self._move_best(number, float(best["value"]))
@@ -517,7 +508,7 @@ class MlflowTracker(Tracker):
         evaluation = _read_json(best_dir / "evaluate.json")
         if isinstance(evaluation, dict):
             scores = {f"champion/{k}": v for k, v in _flatten(evaluation).items()
-                      if _number(v) is not None and not isinstance(v, bool)}
+                      if clean_float(v) is not None and not isinstance(v, bool)}
             if scores:
                 self._submit("metrics", key=SEARCH, step=0, metrics=scores)
         model = self.info.get("model") or best.get("model") or "model"
@@ -545,7 +536,7 @@ class MlflowTracker(Tracker):
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
         self._artifact(SEARCH, summary_path, "search")
         self._artifact(SEARCH, self.run_dir / "summary.csv", "search")
-        numbers = {k: v for k, v in summary.items() if _number(v) is not None and not isinstance(v, bool)}
+        numbers = {k: v for k, v in summary.items() if clean_float(v) is not None and not isinstance(v, bool)}
         if numbers:
             self._submit("metrics", key=SEARCH, step=0, metrics={f"search/{k}": v for k, v in numbers.items()})
         status = str(summary.get("status") or ("stopped" if summary.get("stopped_reason") else "finished")).lower()
@@ -671,17 +662,6 @@ class MlflowTracker(Tracker):
             self._submit("plots", key=SEARCH, **self._plot_args())
 
 
-def _clean_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for k, v in metrics.items():
-        try:
-            number = float(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = number if math.isfinite(number) else None  # JSON has no NaN; None is logged as NaN
-    return out
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -803,7 +783,7 @@ class TrainingRun:
                     continue
                 self._sent.add(mark)
                 self.tracker._submit("metrics", key=TRAIN, step=mark[0], ts=ts,
-                                     metrics=_clean_metrics(record.get("metrics", {})))
+                                     metrics=clean_metrics(record.get("metrics", {})))
 
     def finish(self, result: dict[str, Any] | None = None, failed: bool = False, reason: str | None = None) -> None:
         self._stop.set()
@@ -813,7 +793,7 @@ class TrainingRun:
         result = result or {}
         state = "failed" if failed else str(result.get("state") or "complete")
         final = {k: v for k, v in result.items() if k in ("best_value", "best_epoch", "epochs_run", "duration_s",
-                                                           "gpu_seconds") and _number(v) is not None}
+                                                           "gpu_seconds") and clean_float(v) is not None}
         if final:
             self.tracker._submit("metrics", key=TRAIN, step=0, metrics=final)
         tags: dict[str, Any] = {"automl.state": state}

@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automl.reporting import read_metrics
+from automl.reporting import clean_float, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +31,6 @@ class TrialRow:
     value: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
     curve: dict[int, float] = field(default_factory=dict)  # epoch -> monitored metric
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def collect_trials(run_dir: Path, monitor: str | None) -> list[TrialRow]:
@@ -60,11 +51,11 @@ def collect_trials(run_dir: Path, monitor: str | None) -> list[TrialRow]:
         params = result.get("params") or params
         curve = {}
         for record in read_metrics(folder):
-            value = _finite(record.get("metrics", {}).get(monitor)) if monitor else None
+            value = clean_float(record.get("metrics", {}).get(monitor)) if monitor else None
             if value is not None:
                 curve[int(record["epoch"])] = value
         rows.append(TrialRow(number=int(folder.name), state=result.get("state", "running"), params=params,
-                             value=_finite(result.get("value")), result=result, curve=curve))
+                             value=clean_float(result.get("value")), result=result, curve=curve))
     return rows
 
 
