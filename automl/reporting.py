@@ -64,15 +64,19 @@ class FileReporter:
 
     def __init__(self, results_dir: str | Path):
         self.path = Path(results_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         record = {"epoch": int(epoch), "time": time.time(), "metrics": _finite(metrics)}
         if checkpoint is not None:
             record["checkpoint"] = str(checkpoint)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
+        line = json.dumps(record) + "\n"
+        try:
+            fh = self.path.open("a")
+        except FileNotFoundError:  # the folder is made on the first report only when missing
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self.path.open("a")
+        with fh:
+            fh.write(line)
 
     def should_stop(self) -> bool:
         return False

@@ -32,9 +32,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(spec: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``spec`` as YAML (libyaml's emitter when available: several times faster than pure Python)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(_plain(spec), sort_keys=False))
+    text = yaml.dump(_plain(spec), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+    try:
+        path.write_text(text)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return path
 
 

@@ -8,7 +8,8 @@ concurrent writers and "database is locked" cannot happen, with SQLite or Postgr
 (``--storage sqlite:///study.db`` / ``postgresql://...``).
 
 Scheduling: one thread per running trial drives that slot's worker process; all study access holds
-one lock. Single-fidelity algorithms prune through Optuna's pruner at each report. Multi-fidelity
+one lock. Single-fidelity algorithms prune through Optuna's pruner at each report but the final one (a
+trial that trained all its epochs is complete; its final report is not waited for). Multi-fidelity
 ones (asha/hyperband/bohb) pause each trial at its rung (``max_epochs`` = the rung) and promote paused
 trials by ASHA's rule, resuming them from their checkpoint (:class:`automl.search.algorithms.Rungs`).
 pbt runs generations of short segments, each a trial that resumes from a member's checkpoint.
@@ -16,6 +17,7 @@ pbt runs generations of short segments, each a trial that resumes from a member'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -40,11 +42,10 @@ from automl.errors import AutomlError
 from automl.search import rundir
 from automl.search.algorithms import MULTI_FIDELITY, Rungs, grid_configs, make_pruner, make_sampler
 from automl.search.slots import slot_env
-from automl.search.worker import PREVIOUS_RESULT, RESULT, best_epoch, epoch_metrics
-from automl.spec import apply_config
+from automl.search.worker import JOB_FILE, PREVIOUS_RESULT, RESULT, SPEC, best_epoch, epoch_metrics, make_job
+from automl.spec import apply_config, dump_yaml
 
 log = logging.getLogger(__name__)
-JOB_FILE = "job.json"
 WORKER_START_TIMEOUT_S = 300.0
 
 
@@ -103,7 +104,7 @@ class SlotWorker:
         self._buffer = b""
 
     def ensure(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
             return
         env = slot_env(self.slot)
         if self.preload:
@@ -117,6 +118,9 @@ class SlotWorker:
         if msg is None or msg.get("op") != "ready":
             self.kill()
             raise WorkerDied(f"worker process for slot {self.slot['index']} did not start (see {self.log_path})")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def send(self, msg: dict) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -280,6 +284,7 @@ class _Search:
         return sorted(self.records.values(), key=lambda r: r.number)
 
     def _loop(self) -> None:
+        finished: TrialRecord | None = None
         while True:
             with self.lock:
                 if self.stop_reason is None and self.setup.time_budget_s is not None and \
@@ -293,12 +298,15 @@ class _Search:
                     if job is None:
                         break
                     self._dispatch(slot, job)
+                if finished is not None:  # told to the study already; tracker and display once slots are busy
+                    self._announce(finished)
+                    finished = None
                 if not self.running:
                     return
             slot, job, result = self.results.get()
             with self.lock:
                 del self.running[slot]
-                self._finished(job, result)
+                finished = self._finished(job, result, announce=False)
 
     def _next_job(self) -> Job | None:
         if self.stop_reason is not None:
@@ -413,28 +421,34 @@ class _Search:
     def _dispatch(self, slot: int, job: Job) -> None:
         setup = self.setup
         folder = rundir.trial_dir(setup.run_dir, job.number)
-        folder.mkdir(parents=True, exist_ok=True)
         if (folder / RESULT).exists():  # a paused/earlier run: its totals carry over
             os.replace(folder / RESULT, folder / PREVIOUS_RESULT)
-        rundir.write_json(folder / "config.json", job.config)
-        rundir.write_json(folder / JOB_FILE, {"kind": job.kind, "max_epochs": job.max_epochs,
-                                              "resume_from": job.resume_from, "slot": setup.slots[slot],
-                                              "extra": job.extra})
         spec = apply_config(setup.base_spec, job.config)
         spec.setdefault("train", {})
         spec["train"]["resume_training_checkpoint_path"] = job.resume_from or ""
-        payload = {"plugin": setup.model, "spec": spec, "trial_dir": str(folder), "max_epochs": job.max_epochs,
-                   "config": job.config, "objectives": [{"metric": m.metric, "mode": m.mode} for m in setup.objectives],
-                   "extra": {"number": job.number, "kind": job.kind, **job.extra}}
+        payload = make_job(setup.model, spec, folder, config=job.config, objectives=setup.objectives,
+                           max_epochs=job.max_epochs, extra={"number": job.number, "kind": job.kind, **job.extra},
+                           kind=job.kind, resume_from=job.resume_from, slot=setup.slots[slot], job_extra=job.extra,
+                           write_spec=False)
         self.running[slot] = job
-        self.tracker.trial_started(job.number, job.config, folder)
-        self.progress.trial_started(job.number, job.config, slot)
+        message = {"op": "run", "job": payload, "job_file": str(folder / JOB_FILE)}
+        sent_at = None
+        if self.workers[slot].alive():
+            # sent from here, not by the slot thread: that thread would first have to win the GIL from
+            # this one, which goes on with the bookkeeping below (a dead worker: the slot thread restarts it)
+            with contextlib.suppress(WorkerDied):
+                self.workers[slot].send(message)
+                sent_at = time.monotonic()
         if slot not in self.slot_threads:
             inbox: queue.Queue = queue.Queue()
             thread = threading.Thread(target=self._slot_loop, args=(slot, inbox), daemon=True, name=f"slot{slot}")
             self.slot_threads[slot] = (thread, inbox)
             thread.start()
-        self.slot_threads[slot][1].put((job, payload))
+        # the worker's first report waits for self.lock (held by our caller), so the tracker still
+        # sees trial_started before any epoch
+        self.slot_threads[slot][1].put((job, message, sent_at))
+        self.tracker.trial_started(job.number, job.config, folder)
+        self.progress.trial_started(job.number, job.config, slot)
 
     def _slot_loop(self, slot: int, inbox: queue.Queue) -> None:
         """One long-lived thread per slot. It also spawns the slot's worker process: Linux delivers the
@@ -447,16 +461,26 @@ class _Search:
                 return
             self._execute(slot, *item)
 
-    def _execute(self, slot: int, job: Job, payload: dict) -> None:
+    def _execute(self, slot: int, job: Job, message: dict, sent_at: float | None) -> None:
+        """Run one job on the slot's worker (``sent_at``: when _dispatch already sent it)."""
         worker = self.workers[slot]
         started = time.monotonic()
         timeout = self.setup.trial_timeout_s
         deadline = None
+        payload = message["job"]
         try:
-            worker.ensure()  # (re)starting the worker process is not charged to the trial's timeout
-            started = time.monotonic()
+            if sent_at is None:
+                worker.ensure()  # (re)starting the worker process is not charged to the trial's timeout
+                worker.send(message)
+                sent_at = time.monotonic()
+            started = sent_at
             deadline = started + timeout if timeout else None
-            worker.send({"op": "run", "job": payload})
+            folder = Path(payload["trial_dir"])
+            # written while the worker starts the trial; a kill before they exist is covered by
+            # _recover (the study holds the params) and DDP ranks wait for the job file
+            rundir.write_json(folder / "config.json", job.config)
+            rundir.write_json(folder / JOB_FILE, payload, indent=None)
+            dump_yaml(payload["spec"], folder / SPEC)
             while True:
                 msg = worker.receive(deadline)
                 if msg is None:
@@ -465,7 +489,8 @@ class _Search:
                     break
                 if msg.get("op") == "report":
                     stop = self._on_report(job, msg)
-                    worker.send({"op": "reply", "stop": stop})
+                    if not msg.get("final"):  # the final epoch's report is not waited for
+                        worker.send({"op": "reply", "stop": stop})
                 elif msg.get("op") == "done":
                     result = msg["result"]
                     break
@@ -506,9 +531,10 @@ class _Search:
                 return None
             trial = self._trial(job.number)
             trial.report(float(value), int(msg["epoch"]))
-            return PRUNED if trial.should_prune() else None
+            # a trial that trained all its epochs is complete, not pruned: stopping it saves nothing
+            return PRUNED if not msg.get("final") and trial.should_prune() else None
 
-    def _finished(self, job: Job, result: dict) -> None:
+    def _finished(self, job: Job, result: dict, announce: bool = True) -> TrialRecord:
         record = TrialRecord.from_json(result)
         record.number = job.number
         record.params = record.params or job.config
@@ -527,11 +553,13 @@ class _Search:
                     values = None
             self.study.tell(job.number, values if state == COMPLETE else None, state=_optuna_state(state),
                             skip_if_finished=True)
-        self._record(record)
+        self._record(record, announce)
         if self.pbt is not None:
             self.pbt.finished(job, record)
+        return record
 
-    def _record(self, record: TrialRecord) -> None:
+    def _record(self, record: TrialRecord, announce: bool = True) -> None:
+        """Account for a finished trial (failure streak, stop); ``announce`` also tells tracker and display."""
         self.records[record.number] = record
         if record.state == FAILED:
             self.consecutive_failures += 1
@@ -542,6 +570,10 @@ class _Search:
                 self.progress.message(self.stop_reason)
         else:
             self.consecutive_failures = 0
+        if announce:
+            self._announce(record)
+
+    def _announce(self, record: TrialRecord) -> None:
         self.tracker.trial_finished(record.number, record.state, record.value, {
             "reason": record.reason, "duration_s": record.duration_s, "gpu_seconds": record.gpu_seconds,
             "best_epoch": record.best_epoch, "best_checkpoint": record.best_checkpoint,
@@ -589,7 +621,7 @@ class _Search:
                 max_epochs = self.rungs.first(frozen.number)
             self.queue.append(Job(frozen.number, config, "rerun", max_epochs=max_epochs,
                                   resume_from=str(ckpt) if ckpt.exists() else None,
-                                  extra=job_info.get("extra") or {}))
+                                  extra=job_info.get("job_extra") or {}))
             self.progress.message(f"trial {frozen.number}: interrupted, rerunning "
                                   f"{'from its last checkpoint' if ckpt.exists() else 'from the start'}")
         if self.pbt is not None:

@@ -20,6 +20,7 @@ from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, SearchSetup, 
 from automl.errors import AutomlError
 from automl.search import rundir
 from automl.search.slots import gpu_inventory, slot_env
+from automl.search.worker import JOB_FILE, make_job
 from automl.spec import apply_config, get_dotted, load_yaml, set_dotted
 
 
@@ -74,12 +75,11 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
             spec = apply_config(setup.base_spec, record.params)
             set_dotted(spec, "train.seed", base_seed + 1000 * k + 1)
             set_dotted(spec, "train.resume_training_checkpoint_path", "")
-            job = {"plugin": setup.model, "spec": spec, "trial_dir": str(folder), "max_epochs": None,
-                   "config": record.params, "objectives": [{"metric": m.metric, "mode": m.mode} for m in setup.objectives],
-                   "extra": {"number": record.number, "kind": "reeval", "seed_index": k}}
-            rundir.write_json(folder / "job.json", job)
+            job = make_job(setup.model, spec, folder, config=record.params, objectives=setup.objectives,
+                           extra={"number": record.number, "kind": "reeval", "seed_index": k})
+            job_file = rundir.write_json(folder / JOB_FILE, job)
             try:
-                subprocess.run([sys.executable, "-m", "automl.search.worker", "--once", str(folder / "job.json")],
+                subprocess.run([sys.executable, "-m", "automl.search.worker", "--once", str(job_file)],
                                env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
             except subprocess.TimeoutExpired:
                 pass

@@ -14,9 +14,10 @@ writer of the study, so no storage (SQLite included) ever sees concurrent writer
 locked" cannot happen) and workers need no storage credentials; a per-epoch round trip costs well under
 a millisecond. ``--once JOB.json`` runs a single trial and exits (re-evaluation, debugging).
 
-Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}}``,
-``{"op": "reply", "stop": null|"pruned"|"paused"}`` (answer to each report), ``{"op": "exit"}``;
-worker -> controller ``{"op": "ready", "pid": N}``, ``{"op": "report", "epoch": e, "metrics": {...}}``,
+Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}, "job_file": PATH}``
+(the job as already written to the trial folder),
+``{"op": "reply", "stop": null|"pruned"|"paused"}`` (answer to each report but the final one), ``{"op": "exit"}``;
+worker -> controller ``{"op": "ready", "pid": N}``, ``{"op": "report", "epoch": e, "metrics": {...}, "final": bool}``,
 ``{"op": "done", "result": {...}}``.
 """
 
@@ -36,30 +37,46 @@ from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
 from automl.reporting import clean_float, clean_metrics
 from automl.search.rundir import write_json
-from automl.spec import get_dotted
+from automl.spec import dump_yaml, get_dotted
 
 RESULT = "result.json"
+SPEC = "spec.yaml"
 PREVIOUS_RESULT = "result.prev.json"
 
 
 class PipeReporter(FileReporter):
     """Records each epoch to ``metrics.jsonl`` and asks the controller whether to go on."""
 
-    def __init__(self, results_dir: Path, send: Callable[[dict], None], receive: Callable[[], dict]):
+    def __init__(self, results_dir: Path, send: Callable[[dict], None], receive: Callable[[], dict],
+                 final_epoch: int | None = None):
         super().__init__(results_dir)
         self._send, self._receive = send, receive
+        self.final_epoch = final_epoch
         self.stop_reason: str | None = None
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         super().report(epoch, metrics, checkpoint)
+        # after the last epoch of this run there is nothing left to stop: the controller records the
+        # report and sends no reply, so the trial finishes without waiting for it
+        final = self.final_epoch is not None and epoch >= self.final_epoch
         self._send({"op": "report", "epoch": int(epoch), "metrics": clean_metrics(metrics),
-                    "checkpoint": str(checkpoint) if checkpoint else None})
+                    "checkpoint": str(checkpoint) if checkpoint else None, "final": final})
+        if final:
+            return
         reply = self._receive()
         if reply.get("stop"):
             self.stop_reason = reply["stop"]
 
     def should_stop(self) -> bool:
         return self.stop_reason is not None
+
+
+def final_epoch(spec: Mapping[str, Any], max_epochs: int | None) -> int | None:
+    """The 0-based index of the last epoch a run trains (``max_epochs`` counts from epoch 0)."""
+    full = int(get_dotted(spec, "train.num_epochs", 0) or 0)
+    if full <= 0:
+        return None
+    return min(full, int(max_epochs)) - 1 if max_epochs else full - 1
 
 
 def epoch_metrics(trial_dir: Path) -> dict[int, dict[str, float]]:
@@ -111,11 +128,14 @@ def run_trial(
     objectives: list[Monitor] | None = None,
     config: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    write_spec: bool = True,
 ) -> dict[str, Any]:
     """Run one trial (or one more stretch of a paused/interrupted trial) and write ``result.json``.
 
     ``spec`` is the resolved spec (resume from a checkpoint via ``train.resume_training_checkpoint_path``);
     ``max_epochs`` stops this run after that many epochs in total (None: ``train.num_epochs``).
+    ``write_spec=False``: the caller writes ``spec.yaml`` itself (the embedded backend's controller does,
+    while the worker runs).
     ``reporter`` may carry ``stop_reason`` ("pruned"/"paused"), which becomes the state when it asked
     the trainer to stop. ``objectives`` default to the plugin's monitor. Accumulates ``epochs_run``,
     ``duration_s`` and ``gpu_seconds`` over earlier runs of the same trial (``result.prev.json``).
@@ -127,7 +147,8 @@ def run_trial(
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / RESULT).unlink(missing_ok=True)
-    _write_spec(spec, trial_dir / "spec.yaml")
+    if write_spec:
+        dump_yaml(spec, trial_dir / SPEC)
     previous = _read(trial_dir / PREVIOUS_RESULT)
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     full_epochs = int(get_dotted(spec, "train.num_epochs", 0) or 0)
@@ -198,16 +219,6 @@ def run_trial(
     return result
 
 
-def _write_spec(spec: Mapping[str, Any], path: Path) -> None:
-    """spec.yaml with libyaml's emitter when available (several times faster than pure Python)."""
-    import yaml
-
-    from automl.spec import _plain
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    path.write_text(yaml.dump(_plain(spec), Dumper=dumper, sort_keys=False))
-
-
 def _count_lines(path: Path) -> int:
     try:
         with open(path, "rb") as fh:
@@ -236,20 +247,33 @@ def _die_with_parent() -> None:
 
 
 JOB_ENV = "AUTOML_TRIAL_JOB"
+#: the trial's job (the "run" payload) in its folder: what ``--once`` runs, what DDP ranks > 0 read and
+#: what a resume reads back (max_epochs, extra)
+JOB_FILE = "job.json"
 
 
-def _job_run(job: dict, reporter: Any) -> dict:
+def make_job(plugin: str, spec: Mapping[str, Any], trial_dir: Path, *, config: Mapping[str, Any],
+             objectives: list[Monitor], max_epochs: int | None = None, extra: Mapping[str, Any] | None = None,
+             **fields: Any) -> dict[str, Any]:
+    """The job a worker runs (one trial, or one more stretch of it); ``fields`` are kept for the record."""
+    return {"plugin": plugin, "spec": spec, "trial_dir": str(trial_dir), "max_epochs": max_epochs,
+            "config": dict(config), "objectives": [{"metric": m.metric, "mode": m.mode} for m in objectives],
+            "extra": dict(extra or {}), **fields}
+
+
+def _job_run(job: dict, reporter: Any, job_file: str | Path | None = None) -> dict:
+    """Run a job; ``job_file`` is where it is already written (else it is written to the trial folder)."""
     objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
     # Multi-GPU trials: Lightning's DDP launcher re-executes this module (``python -m
     # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set. Those processes find
-    # the trial in this file and run the same train call (see serve()).
-    job_file = Path(job["trial_dir"]) / "job.payload.json"
-    job_file.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(json.dumps(job, default=str))
+    # the trial in this file and run the same train call (see main()).
+    if job_file is None:
+        job_file = write_json(Path(job["trial_dir"]) / JOB_FILE, job)
     os.environ[JOB_ENV] = str(job_file)
     try:
         return run_trial(job["plugin"], job["spec"], job["trial_dir"], reporter, job.get("max_epochs"),
-                         objectives=objectives or None, config=job.get("config"), extra=job.get("extra"))
+                         objectives=objectives or None, config=job.get("config"), extra=job.get("extra"),
+                         write_spec=job.get("write_spec", True))
     finally:
         os.environ.pop(JOB_ENV, None)
 
@@ -266,6 +290,11 @@ class _RankReporter:
 
 def _run_ddp_rank(job_file: str) -> None:
     """A DDP rank > 0 started by Lightning inside a trial: train the same job, write nothing shared."""
+    # the controller writes the job file while rank 0 starts the trial; ranks start seconds later,
+    # but a slow disk must not turn that into a crash
+    deadline = time.monotonic() + 60
+    while not Path(job_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     job = json.loads(Path(job_file).read_text())
     rank = os.environ.get("LOCAL_RANK", "?")
     with _output_to(Path(job["trial_dir"]) / f"train.rank{rank}.log"):
@@ -302,7 +331,8 @@ def serve() -> None:
         if msg.get("op") != "run":
             continue
         job = msg["job"]
-        result = _job_run(job, PipeReporter(Path(job["trial_dir"]), send, receive))
+        reporter = PipeReporter(Path(job["trial_dir"]), send, receive, final_epoch(job["spec"], job.get("max_epochs")))
+        result = _job_run(job, reporter, msg.get("job_file"))
         send({"op": "done", "result": result})
 
 
@@ -315,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         serve()
     elif argv[:1] == ["--once"] and len(argv) == 2:
         job = json.loads(Path(argv[1]).read_text())
-        result = _job_run(job, FileReporter(Path(job["trial_dir"])))
+        result = _job_run(job, FileReporter(Path(job["trial_dir"])), argv[1])
         print(json.dumps({"state": result["state"], "value": result["value"]}))
     else:
         print("usage: python -m automl.search.worker --serve | --once JOB.json", file=sys.stderr)

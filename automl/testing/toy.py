@@ -70,8 +70,10 @@ class ToyTrainer(TrainerPlugin):
 
         results_dir = Path(results_dir)
         ckpt_dir = results_dir / "checkpoints"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
         t = dict(get_dotted(spec, "toy", {}) or {})
+        save = t.get("checkpoints", True) is not False  # off: a trivial trial for overhead benchmarks
+        if save:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
         num_epochs = int(get_dotted(spec, "train.num_epochs", 9))
         seed = int(get_dotted(spec, "train.seed", 0) or 0)
         stop_at = min(num_epochs, int(max_epochs)) if max_epochs else num_epochs
@@ -111,7 +113,6 @@ class ToyTrainer(TrainerPlugin):
             state = {"epoch": torch.tensor(epoch), "weights": torch.full((width,), value),
                      "best_value": torch.tensor(max(best_value, value)),
                      "best_epoch": torch.tensor(epoch if value > best_value else (best_epoch if best_epoch is not None else -1))}
-            save = t.get("checkpoints", True) is not False  # off: a trivial trial for overhead benchmarks
             if save:
                 torch.save(state, ckpt_dir / "last.ckpt")
             checkpoint = ckpt_dir / "last.ckpt" if save else None
