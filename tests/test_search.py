@@ -66,6 +66,46 @@ def test_median_pruning_fires(tmp_path):
     assert all(r["epochs_done"] < 5 for r in pruned), "a pruned trial stopped before its last epoch"
 
 
+def test_a_trial_that_trained_all_its_epochs_is_complete_not_pruned(tmp_path):
+    # no warm-up, no start-up trials: the median pruner may stop any trial at any epoch but the last one
+    summary = toy_search(tmp_path, budget=8, workers=1, algorithm="random", seed=0, promote=False,
+                         overrides=["train.num_epochs=2", "toy.noise=0"],
+                         settings={"pruner_warmup_epochs": 0, "pruner_startup_trials": 0})
+    res = results(summary["run_dir"])
+    assert all(r["state"] in ("complete", "pruned") for r in res.values()), res
+    for r in res.values():
+        assert (r["state"] == "complete") == (r["epochs_done"] == 2), r
+    # the final epoch's value still reached the study (the pruner compares the trials that follow with it)
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(Path(summary["run_dir"]) / "journal")))
+    study = optuna.load_study(study_name="s", storage=storage)
+    for trial in study.get_trials():
+        assert max(trial.intermediate_values) == res[trial.number]["epochs_done"] - 1
+
+
+def test_job_json_is_written_where_a_resume_needs_it(tmp_path):
+    from automl.spec import load_yaml
+
+    # single fidelity: the study holds all a resume needs, so no job.json
+    summary = toy_search(tmp_path, name="tpe", budget=2, promote=False, overrides=["train.num_epochs=2"])
+    for number in (0, 1):
+        folder = Path(summary["run_dir"]) / "trials" / f"{number:04d}"
+        assert not (folder / "job.json").exists()
+        assert (folder / "config.json").is_file() and (folder / "spec.yaml").is_file()
+    # multi-fidelity: each stretch's epoch budget is kept with the job the worker ran
+    summary = toy_search(tmp_path, name="asha", budget=3, algorithm="asha", promote=False,
+                         overrides=["train.num_epochs=3"])
+    for number in range(3):
+        folder = Path(summary["run_dir"]) / "trials" / f"{number:04d}"
+        job = json.loads((folder / "job.json").read_text())
+        assert job["plugin"] == "toy" and job["trial_dir"] == str(folder) and job["max_epochs"] >= 1
+        assert job["config"] == json.loads((folder / "config.json").read_text())
+        assert job["spec"] == load_yaml(folder / "spec.yaml")
+        assert job["extra"]["number"] == number
+
+
 def test_asha_promotion_resumes_from_checkpoint(tmp_path):
     summary = toy_search(tmp_path, budget=9, workers=2, algorithm="asha", seed=1, overrides=["train.num_epochs=9"],
                          settings={"min_epochs": 1, "reduction_factor": 3}, promote=False)

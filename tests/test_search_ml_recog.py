@@ -36,3 +36,23 @@ def test_small_ml_recog_asha_search(tmp_path):
     assert promo["evaluate"]["status"] == "ok", promo["evaluate"]
     assert promo["export"]["status"] == "ok", promo["export"]
     assert promo["tensorrt"]["status"] == "skipped"
+
+
+def test_a_trial_trains_with_two_process_ddp_inside_its_worker(tmp_path):
+    """A multi-device trial: Lightning re-executes the worker module for rank 1, which finds the job
+    in the environment (gloo on the CPU here; on a GPU node the same path runs NCCL over the slot's GPUs)."""
+    pytest.importorskip("trainers.ml_recog")
+    from trainers.ml_recog import plugin
+
+    plugin.make_dataset(tmp_path / "data", seed=0, classes=12, per_class=16, size=32)
+    proc = automl_cli("run", "--model", "ml_recog", "--budget", "1", "--name", "ddp", "--no-tracking", "--json",
+                      "--data", str(tmp_path / "data"), "train.num_epochs=1", "train.batch_size=16",
+                      cwd=tmp_path, timeout=900, env={"AUTOML_CPU_PROCESSES": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = results(summary["run_dir"])
+    assert res[0]["state"] == "complete" and res[0]["value"] is not None, res[0]
+    trial = Path(summary["run_dir"], "trials", "0000")
+    assert (trial / "train.rank1.log").is_file(), "rank 1 ran in its own process"
+    assert [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert "DDP" in (trial / "train.log").read_text() or "gloo" in (trial / "train.log").read_text()

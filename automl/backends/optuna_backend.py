@@ -42,7 +42,8 @@ from automl.errors import AutomlError
 from automl.search import rundir
 from automl.search.algorithms import MULTI_FIDELITY, Rungs, grid_configs, make_pruner, make_sampler
 from automl.search.slots import slot_env
-from automl.search.worker import JOB_FILE, PREVIOUS_RESULT, RESULT, SPEC, best_epoch, epoch_metrics, make_job
+from automl.search.worker import (CONFIG, JOB_FILE, PREVIOUS_RESULT, RESULT, SPEC, best_epoch, epoch_metrics,
+                                  make_job)
 from automl.spec import apply_config, dump_yaml
 
 log = logging.getLogger(__name__)
@@ -429,9 +430,9 @@ class _Search:
         payload = make_job(setup.model, spec, folder, config=job.config, objectives=setup.objectives,
                            max_epochs=job.max_epochs, extra={"number": job.number, "kind": job.kind, **job.extra},
                            kind=job.kind, resume_from=job.resume_from, slot=setup.slots[slot], job_extra=job.extra,
-                           write_spec=False)
+                           write_files=False)
         self.running[slot] = job
-        message = {"op": "run", "job": payload, "job_file": str(folder / JOB_FILE)}
+        message = {"op": "run", "job": payload}
         sent_at = None
         if self.workers[slot].alive():
             # sent from here, not by the slot thread: that thread would first have to win the GIL from
@@ -476,10 +477,13 @@ class _Search:
             started = sent_at
             deadline = started + timeout if timeout else None
             folder = Path(payload["trial_dir"])
-            # written while the worker starts the trial; a kill before they exist is covered by
-            # _recover (the study holds the params) and DDP ranks wait for the job file
-            rundir.write_json(folder / "config.json", job.config)
-            rundir.write_json(folder / JOB_FILE, payload, indent=None)
+            # written while the worker starts the trial (by this thread: the worker's own path is the
+            # trial's critical path); a kill before they exist loses nothing, the study holds the params.
+            # job.json only where a resume needs more than the study holds: a stretch's epoch budget, a
+            # population member
+            rundir.write_json(folder / CONFIG, job.config)
+            if job.max_epochs is not None or job.extra:
+                rundir.write_json(folder / JOB_FILE, payload, indent=None)
             dump_yaml(payload["spec"], folder / SPEC)
             while True:
                 msg = worker.receive(deadline)

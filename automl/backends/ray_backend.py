@@ -309,8 +309,7 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     number = ray.get(job["numbers"].number.remote(trial_id))
     trial_dir = rundir.trial_dir(Path(job["run_dir"]), number)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    params = _params_of(space, config)
-    rundir.write_json(trial_dir / "config.json", params)
+    params = _params_of(space, config)  # run_trial writes them to config.json (the driver, if the check fails)
     objectives = [Monitor(m, mode) for m, mode in job["objectives"]]
 
     problems = space.check(params)

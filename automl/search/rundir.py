@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ def write_json(path: Path, data: Any, indent: int | None = 2) -> Path:
     """Write JSON atomically (a killed writer leaves the old file or none, never half a file).
     ``indent=None`` for files only programs read (several times faster to encode)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # one temporary name per writer: two processes may write the same file (the Ray driver and a
+    # trial both write result.json when Tune stops a trial), and a shared name makes one rename fail
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     text = json.dumps(data, indent=indent, default=_default, allow_nan=False)
     try:
         tmp.write_text(text)

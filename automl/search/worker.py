@@ -1,7 +1,7 @@
 """Running one trial inside a worker process.
 
 :func:`run_trial` is what every backend calls in the process that hosts a trial: it writes the
-trial's ``spec.yaml``, sends the trainer's output to ``train.log``, calls ``TrainerPlugin.train`` with
+trial's ``config.json`` and ``spec.yaml``, sends the trainer's output to ``train.log``, calls ``TrainerPlugin.train`` with
 the backend's reporter and writes ``result.json``. It never raises for a failing trainer: the failure
 is the trial's result.
 
@@ -14,8 +14,7 @@ writer of the study, so no storage (SQLite included) ever sees concurrent writer
 locked" cannot happen) and workers need no storage credentials; a per-epoch round trip costs well under
 a millisecond. ``--once JOB.json`` runs a single trial and exits (re-evaluation, debugging).
 
-Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}, "job_file": PATH}``
-(the job as already written to the trial folder),
+Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}}`` (see :func:`make_job`),
 ``{"op": "reply", "stop": null|"pruned"|"paused"}`` (answer to each report but the final one), ``{"op": "exit"}``;
 worker -> controller ``{"op": "ready", "pid": N}``, ``{"op": "report", "epoch": e, "metrics": {...}, "final": bool}``,
 ``{"op": "done", "result": {...}}``.
@@ -41,6 +40,7 @@ from automl.spec import dump_yaml, get_dotted
 
 RESULT = "result.json"
 SPEC = "spec.yaml"
+CONFIG = "config.json"
 PREVIOUS_RESULT = "result.prev.json"
 
 
@@ -128,14 +128,14 @@ def run_trial(
     objectives: list[Monitor] | None = None,
     config: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
-    write_spec: bool = True,
+    write_files: bool = True,
 ) -> dict[str, Any]:
     """Run one trial (or one more stretch of a paused/interrupted trial) and write ``result.json``.
 
     ``spec`` is the resolved spec (resume from a checkpoint via ``train.resume_training_checkpoint_path``);
     ``max_epochs`` stops this run after that many epochs in total (None: ``train.num_epochs``).
-    ``write_spec=False``: the caller writes ``spec.yaml`` itself (the embedded backend's controller does,
-    while the worker runs).
+    ``write_files=False``: the caller writes ``config.json`` and ``spec.yaml`` (the embedded backend's
+    controller does, while the worker runs).
     ``reporter`` may carry ``stop_reason`` ("pruned"/"paused"), which becomes the state when it asked
     the trainer to stop. ``objectives`` default to the plugin's monitor. Accumulates ``epochs_run``,
     ``duration_s`` and ``gpu_seconds`` over earlier runs of the same trial (``result.prev.json``).
@@ -147,7 +147,8 @@ def run_trial(
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / RESULT).unlink(missing_ok=True)
-    if write_spec:
+    if write_files:
+        write_json(trial_dir / CONFIG, dict(config or {}))
         dump_yaml(spec, trial_dir / SPEC)
     previous = _read(trial_dir / PREVIOUS_RESULT)
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
@@ -246,9 +247,12 @@ def _die_with_parent() -> None:
                 os._exit(1)
 
 
+#: DDP ranks > 0 of a trial read its job from this variable: the job itself as JSON, or the path of
+#: a file that holds it when it is too large for the environment
 JOB_ENV = "AUTOML_TRIAL_JOB"
-#: the trial's job (the "run" payload) in its folder: what ``--once`` runs, what DDP ranks > 0 read and
-#: what a resume reads back (max_epochs, extra)
+_ENV_LIMIT = 100_000  # Linux caps one environment string at 128 KiB
+#: a job written to its trial folder: what ``--once`` runs and what a resume reads back (the embedded
+#: backend writes it for stretches whose budget or population data the study does not hold)
 JOB_FILE = "job.json"
 
 
@@ -261,19 +265,19 @@ def make_job(plugin: str, spec: Mapping[str, Any], trial_dir: Path, *, config: M
             "extra": dict(extra or {}), **fields}
 
 
-def _job_run(job: dict, reporter: Any, job_file: str | Path | None = None) -> dict:
-    """Run a job; ``job_file`` is where it is already written (else it is written to the trial folder)."""
+def _job_run(job: dict, reporter: Any) -> dict:
     objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
     # Multi-GPU trials: Lightning's DDP launcher re-executes this module (``python -m
-    # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set. Those processes find
-    # the trial in this file and run the same train call (see main()).
-    if job_file is None:
-        job_file = write_json(Path(job["trial_dir"]) / JOB_FILE, job)
-    os.environ[JOB_ENV] = str(job_file)
+    # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set and this environment.
+    # Those processes find the job in JOB_ENV and run the same train call (see main()).
+    published = json.dumps(job, default=str)
+    if len(published) > _ENV_LIMIT:
+        published = str(write_json(Path(job["trial_dir"]) / JOB_FILE, job, indent=None))
+    os.environ[JOB_ENV] = published
     try:
         return run_trial(job["plugin"], job["spec"], job["trial_dir"], reporter, job.get("max_epochs"),
                          objectives=objectives or None, config=job.get("config"), extra=job.get("extra"),
-                         write_spec=job.get("write_spec", True))
+                         write_files=job.get("write_files", True))
     finally:
         os.environ.pop(JOB_ENV, None)
 
@@ -288,14 +292,9 @@ class _RankReporter:
         return False
 
 
-def _run_ddp_rank(job_file: str) -> None:
+def _run_ddp_rank(published: str) -> None:
     """A DDP rank > 0 started by Lightning inside a trial: train the same job, write nothing shared."""
-    # the controller writes the job file while rank 0 starts the trial; ranks start seconds later,
-    # but a slow disk must not turn that into a crash
-    deadline = time.monotonic() + 60
-    while not Path(job_file).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    job = json.loads(Path(job_file).read_text())
+    job = json.loads(published if published.lstrip().startswith("{") else Path(published).read_text())
     rank = os.environ.get("LOCAL_RANK", "?")
     with _output_to(Path(job["trial_dir"]) / f"train.rank{rank}.log"):
         get_trainer(job["plugin"]).train(job["spec"], Path(job["trial_dir"]), _RankReporter(), job.get("max_epochs"))
@@ -332,7 +331,7 @@ def serve() -> None:
             continue
         job = msg["job"]
         reporter = PipeReporter(Path(job["trial_dir"]), send, receive, final_epoch(job["spec"], job.get("max_epochs")))
-        result = _job_run(job, reporter, msg.get("job_file"))
+        result = _job_run(job, reporter)
         send({"op": "done", "result": result})
 
 
@@ -345,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         serve()
     elif argv[:1] == ["--once"] and len(argv) == 2:
         job = json.loads(Path(argv[1]).read_text())
-        result = _job_run(job, FileReporter(Path(job["trial_dir"])), argv[1])
+        result = _job_run(job, FileReporter(Path(job["trial_dir"])))
         print(json.dumps({"state": result["state"], "value": result["value"]}))
     else:
         print("usage: python -m automl.search.worker --serve | --once JOB.json", file=sys.stderr)
