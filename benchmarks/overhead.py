@@ -15,6 +15,7 @@
    utilisation = sum of trial durations / (workers x wall time of the search), target >= 0.9.
 
 Reproduce:  .venv/bin/python benchmarks/overhead.py [--trials 200] [--rounds 5] [--util-trials 40]
+Without the disk (Optuna's journal fsyncs every write):  TMPDIR=/dev/shm .venv/bin/python benchmarks/overhead.py
 The Ray Tune backend against raw Ray Tune:  .venv/bin/python benchmarks/overhead.py --backend ray [--trials 20]
 Numbers depend on the host (its disk above all: Optuna's journal fsyncs every write); they are
 ratios measured in the same run.

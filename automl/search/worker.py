@@ -265,12 +265,13 @@ def make_job(plugin: str, spec: Mapping[str, Any], trial_dir: Path, *, config: M
             "extra": dict(extra or {}), **fields}
 
 
-def _job_run(job: dict, reporter: Any) -> dict:
+def _job_run(job: dict, reporter: Any, published: str | None = None) -> dict:
+    """Run a job; ``published`` is its JSON text as received (saves encoding it again)."""
     objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
     # Multi-GPU trials: Lightning's DDP launcher re-executes this module (``python -m
     # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set and this environment.
     # Those processes find the job in JOB_ENV and run the same train call (see main()).
-    published = json.dumps(job, default=str)
+    published = published or json.dumps(job, default=str)
     if len(published) > _ENV_LIMIT:
         published = str(write_json(Path(job["trial_dir"]) / JOB_FILE, job, indent=None))
     os.environ[JOB_ENV] = published
@@ -295,6 +296,8 @@ class _RankReporter:
 def _run_ddp_rank(published: str) -> None:
     """A DDP rank > 0 started by Lightning inside a trial: train the same job, write nothing shared."""
     job = json.loads(published if published.lstrip().startswith("{") else Path(published).read_text())
+    if job.get("op") == "run":  # the controller's whole "run" message, as the worker received it
+        job = job["job"]
     rank = os.environ.get("LOCAL_RANK", "?")
     with _output_to(Path(job["trial_dir"]) / f"train.rank{rank}.log"):
         get_trainer(job["plugin"]).train(job["spec"], Path(job["trial_dir"]), _RankReporter(), job.get("max_epochs"))
@@ -312,7 +315,10 @@ def serve() -> None:
         channel.write(json.dumps(msg, allow_nan=False, default=str) + "\n")
         channel.flush()
 
+    line = ""
+
     def receive() -> dict:
+        nonlocal line
         line = inbox.readline()
         if not line:  # the controller is gone
             os._exit(3)
@@ -331,7 +337,7 @@ def serve() -> None:
             continue
         job = msg["job"]
         reporter = PipeReporter(Path(job["trial_dir"]), send, receive, final_epoch(job["spec"], job.get("max_epochs")))
-        result = _job_run(job, reporter)
+        result = _job_run(job, reporter, published=line.strip())
         send({"op": "done", "result": result})
 
 
