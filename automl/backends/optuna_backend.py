@@ -347,7 +347,7 @@ class _Search:
             record = TrialRecord(number=trial.number, state=FAILED, params=config,
                                  reason="invalid config, not started: " + "; ".join(problems),
                                  trial_dir=str(rundir.trial_dir(self.setup.run_dir, trial.number)))
-            rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / "config.json", config)
+            rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / CONFIG, config)
             rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / RESULT, record.to_json())
             self.study.tell(trial.number, state=_optuna_state(FAILED))
             self._record(record)
@@ -581,7 +581,7 @@ class _Search:
         self.tracker.trial_finished(record.number, record.state, record.value, {
             "reason": record.reason, "duration_s": record.duration_s, "gpu_seconds": record.gpu_seconds,
             "best_epoch": record.best_epoch, "best_checkpoint": record.best_checkpoint,
-            "spec": str(Path(record.trial_dir or "") / "spec.yaml")}, Path(record.trial_dir or self.setup.run_dir))
+            "spec": str(Path(record.trial_dir or "") / SPEC)}, Path(record.trial_dir or self.setup.run_dir))
         self.progress.trial_finished(record)
         for number, other in self.records.items():
             if number not in self._record_json or number == record.number:
@@ -613,7 +613,7 @@ class _Search:
                 self._finished(Job(frozen.number, record.params), record.to_json())
                 continue
             # interrupted mid-run: run it again from its last checkpoint, same number
-            config = rundir.read_json(folder / "config.json") if (folder / "config.json").exists() else None
+            config = rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else None
             if config is None:  # killed between ask and dispatch: the stored params decide
                 trial = self._trial(frozen.number)
                 config = self.setup.space.suggest(trial)

@@ -431,8 +431,8 @@ class RunFolderCallback(tune.Callback):
         params = _params_of(live["space"], trial.config)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         tdir.mkdir(parents=True, exist_ok=True)
-        if not (tdir / "config.json").exists():
-            rundir.write_json(tdir / "config.json", params)
+        if not (tdir / worker.CONFIG).exists():
+            rundir.write_json(tdir / worker.CONFIG, params)
         with live["lock"]:
             taken = {r["slot"] for r in live["running"].values()}
             slot = next(i for i in range(len(taken) + 1) if i not in taken)
@@ -613,7 +613,7 @@ def _driver_result(tdir: Path, number: int, state: str, reason: str | None, star
         "reason": reason,
         "duration_s": float(previous.get("duration_s", 0.0)) + duration,
         "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * gpus,
-        "params": _read_json(tdir / "config.json") or _params_of(space, trial.config),
+        "params": _read_json(tdir / worker.CONFIG) or _params_of(space, trial.config),
         "trial_dir": str(tdir),
         "extra": {**previous.get("extra", {}), "number": number, "ray_trial_id": trial.trial_id},
     }

@@ -1,9 +1,9 @@
 """Running one trial inside a worker process.
 
 :func:`run_trial` is what every backend calls in the process that hosts a trial: it writes the
-trial's ``config.json`` and ``spec.yaml``, sends the trainer's output to ``train.log``, calls ``TrainerPlugin.train`` with
-the backend's reporter and writes ``result.json``. It never raises for a failing trainer: the failure
-is the trial's result.
+trial's ``config.json`` and ``spec.yaml``, sends the trainer's output to ``train.log``, calls
+``TrainerPlugin.train`` with the backend's reporter and writes ``result.json``. It never raises for a
+failing trainer: the failure is the trial's result.
 
 The embedded (Optuna) backend keeps one long-lived worker process per slot (``python -m
 automl.search.worker --serve``) and feeds it trials over a pipe (JSON lines). Why a persistent
