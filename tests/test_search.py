@@ -227,6 +227,25 @@ def test_resume_a_finished_search_with_a_larger_budget(tmp_path):
     assert [t["value"] for t in second["trials"][:3]] == [t["value"] for t in first["trials"]]
 
 
+def test_a_result_json_lost_in_a_crash_is_rebuilt_on_resume(tmp_path):
+    # the controller writes result.json after telling the study, once the next trial is under way: a
+    # kill in between leaves a finished trial without it, which --resume rebuilds from the study and
+    # the trial's metrics.jsonl and checkpoints
+    first = toy_search(tmp_path, name="lost", budget=3, seed=0, promote=False, overrides=["train.num_epochs=3"])
+    run_dir = Path(first["run_dir"])
+    before = results(run_dir)
+    # the best trial (its checkpoints are kept; losing trials' are deleted at the end of a search)
+    n = first["best"]["number"]
+    assert Path(before[n]["best_checkpoint"]).exists()
+    (run_dir / "trials" / f"{n:04d}" / "result.json").unlink()
+    second = toy_search(tmp_path, name="lost", budget=3, resume=True, promote=False)
+    assert [t["number"] for t in second["trials"]] == [0, 1, 2]  # nothing rerun, nothing added
+    rebuilt = results(run_dir)[n]
+    for key in ("state", "value", "best_epoch", "epochs_done", "params", "best_checkpoint"):
+        assert rebuilt[key] == before[n][key], key
+    assert rebuilt["extra"] == {"rebuilt": True}
+
+
 def test_plain_training_with_automl_off(tmp_path):
     proc = automl_cli("run", "--model", "toy", "--automl", "off", "--name", "plain", "--json", "train.num_epochs=2",
                       cwd=tmp_path)

@@ -8,8 +8,12 @@ concurrent writers and "database is locked" cannot happen, with SQLite or Postgr
 (``--storage sqlite:///study.db`` / ``postgresql://...``).
 
 Scheduling: one thread per running trial drives that slot's worker process; all study access holds
-one lock. Single-fidelity algorithms prune through Optuna's pruner at each report but the final one (a
-trial that trained all its epochs is complete; its final report is not waited for). Multi-fidelity
+one lock. The files around a trial (its ``config.json``, ``spec.yaml`` and, from the result the worker
+sends, ``result.json``) are written by this process while the trial, or the next one, is under way, so
+that only the trial itself and the study's own writes sit on the path from one trial to the next; a
+crash before ``result.json`` exists is recovered from the study and ``metrics.jsonl`` (``_recover``).
+Single-fidelity algorithms prune through Optuna's pruner at each report but the final one (a trial
+that trained all its epochs is complete; its final report is not waited for). Multi-fidelity
 ones (asha/hyperband/bohb) pause each trial at its rung (``max_epochs`` = the rung) and promote paused
 trials by ASHA's rule, resuming them from their checkpoint (:class:`automl.search.algorithms.Rungs`).
 pbt runs generations of short segments, each a trial that resumes from a member's checkpoint.
@@ -222,6 +226,7 @@ class _Search:
         self.consecutive_failures = 0
         self._used: int | None = None  # trials counted against the budget (cached; this process asks them all)
         self._record_json: dict[int, dict] = {}
+        self._unwritten: dict[int, TrialRecord] = {}  # finished trials whose result.json is not written yet
         self._trials: dict[int, Any] = {}  # optuna.Trial handles of trials this process asked
         self.stop_reason: str | None = None
         self.started = time.monotonic()
@@ -281,12 +286,14 @@ class _Search:
                 inbox.put(None)
             for thread, _ in self.slot_threads.values():
                 thread.join(timeout=30)
+            self._write_results()
         self._finish_paused()
         return sorted(self.records.values(), key=lambda r: r.number)
 
     def _loop(self) -> None:
         finished: TrialRecord | None = None
         while True:
+            dispatched: list[tuple[Job, dict]] = []
             with self.lock:
                 if self.stop_reason is None and self.setup.time_budget_s is not None and \
                         time.monotonic() - self.started > self.setup.time_budget_s:
@@ -295,21 +302,26 @@ class _Search:
                 for slot in range(len(self.workers)):
                     if slot in self.running:
                         continue
-                    job = self._next_job()
+                    job = self._next_job(slot)
                     if job is None:
                         break
-                    self._dispatch(slot, job)
-                if finished is not None:  # told to the study already; tracker and display once slots are busy
+                    dispatched.append(self._dispatch(slot, job))
+            # outside the lock: a slot thread handles its worker's reports meanwhile (they take the lock)
+            for job, payload in dispatched:
+                self._write_trial_files(job, payload)
+            self._write_results()
+            if finished is not None:  # told to the study already; tracker and display once slots are busy
+                with self.lock:
                     self._announce(finished)
-                    finished = None
-                if not self.running:
-                    return
+                finished = None
+            if not self.running:
+                return
             slot, job, result = self.results.get()
             with self.lock:
                 del self.running[slot]
                 finished = self._finished(job, result, announce=False)
 
-    def _next_job(self) -> Job | None:
+    def _next_job(self, slot: int | None = None) -> Job | None:
         if self.stop_reason is not None:
             return None
         if self.queue:
@@ -321,7 +333,7 @@ class _Search:
             if job is not None:
                 return job
         while self.used() < self.setup.budget_trials:
-            job = self._new_trial()
+            job = self._new_trial(slot=slot)
             if job is not None:
                 return job
             if self.stop_reason is not None:
@@ -330,11 +342,15 @@ class _Search:
             return self._final_promotion()
         return None
 
-    def _new_trial(self, fixed: dict[str, Any] | None = None, extra: dict | None = None) -> Job | None:
-        """Ask the sampler for a trial; a config failing check() is recorded failed and never started."""
+    def _new_trial(self, fixed: dict[str, Any] | None = None, extra: dict | None = None,
+                   slot: int | None = None) -> Job | None:
+        """Ask the sampler for a trial; a config failing check() is recorded failed and never started.
+        ``slot``: the free slot the trial will run on; its worker makes the trial's folder meanwhile."""
         if fixed is not None:
             self._enqueue(fixed, "pbt")
         trial = self.study.ask()
+        if slot is not None:
+            self._prepare(slot, trial.number)
         self._trials[trial.number] = trial
         self._used = self.used() + 1
         config = self.setup.space.suggest(trial)
@@ -354,6 +370,14 @@ class _Search:
             return None
         max_epochs = self.rungs.first(trial.number) if self.mf else None
         return Job(trial.number, config, "new", max_epochs=max_epochs, extra=dict(extra or {}))
+
+    def _prepare(self, slot: int, number: int) -> None:
+        """Have the slot's idle worker make the trial folder while the sampler works on its config
+        (see worker.prepare_trial_dir); a worker not running yet makes it when the trial starts."""
+        worker = self.workers[slot]
+        if worker.alive():
+            with contextlib.suppress(WorkerDied):  # the slot thread restarts the worker for the trial
+                worker.send({"op": "prepare", "trial_dir": str(rundir.trial_dir(self.setup.run_dir, number))})
 
     def _enqueue(self, config: dict[str, Any], source: str) -> None:
         config = {k: _plain(v) for k, v in config.items()}
@@ -419,9 +443,11 @@ class _Search:
                     log.debug("tell pruned %s: %s", record.number, exc)
 
     # ---- running a job
-    def _dispatch(self, slot: int, job: Job) -> None:
+    def _dispatch(self, slot: int, job: Job) -> tuple[Job, dict]:
+        """Send the job to the slot's worker; returns what _write_trial_files records of it."""
         setup = self.setup
         folder = rundir.trial_dir(setup.run_dir, job.number)
+        self._write_results(job.number)
         if (folder / RESULT).exists():  # a paused/earlier run: its totals carry over
             os.replace(folder / RESULT, folder / PREVIOUS_RESULT)
         spec = apply_config(setup.base_spec, job.config)
@@ -430,7 +456,7 @@ class _Search:
         payload = make_job(setup.model, spec, folder, config=job.config, objectives=setup.objectives,
                            max_epochs=job.max_epochs, extra={"number": job.number, "kind": job.kind, **job.extra},
                            kind=job.kind, resume_from=job.resume_from, slot=setup.slots[slot], job_extra=job.extra,
-                           write_files=False)
+                           write_files=False, write_result=False)
         self.running[slot] = job
         message = {"op": "run", "job": payload}
         sent_at = None
@@ -450,6 +476,21 @@ class _Search:
         self.slot_threads[slot][1].put((job, message, sent_at))
         self.tracker.trial_started(job.number, job.config, folder)
         self.progress.trial_started(job.number, job.config, slot)
+        return job, payload
+
+    def _write_trial_files(self, job: Job, payload: dict) -> None:
+        """config.json and spec.yaml, written while the worker starts the trial (its own path is the
+        trial's critical path, and so is the slot thread's: it reads the worker's reports). A kill
+        before they exist loses nothing: the study holds the params. job.json only where a resume
+        needs more than the study holds: a stretch's epoch budget, a population member."""
+        folder = Path(payload["trial_dir"])
+        try:
+            rundir.write_json(folder / CONFIG, job.config)
+            if job.max_epochs is not None or job.extra:
+                rundir.write_json(folder / JOB_FILE, payload, indent=None)
+            dump_yaml(payload["spec"], folder / SPEC)
+        except OSError as exc:  # the trial runs on (its spec travels in the job); the search goes on
+            self.progress.message(f"trial {job.number}: could not write {folder}: {exc}")
 
     def _slot_loop(self, slot: int, inbox: queue.Queue) -> None:
         """One long-lived thread per slot. It also spawns the slot's worker process: Linux delivers the
@@ -476,15 +517,6 @@ class _Search:
                 sent_at = time.monotonic()
             started = sent_at
             deadline = started + timeout if timeout else None
-            folder = Path(payload["trial_dir"])
-            # written while the worker starts the trial (by this thread: the worker's own path is the
-            # trial's critical path); a kill before they exist loses nothing, the study holds the params.
-            # job.json only where a resume needs more than the study holds: a stretch's epoch budget, a
-            # population member
-            rundir.write_json(folder / CONFIG, job.config)
-            if job.max_epochs is not None or job.extra:
-                rundir.write_json(folder / JOB_FILE, payload, indent=None)
-            dump_yaml(payload["spec"], folder / SPEC)
             while True:
                 msg = worker.receive(deadline)
                 if msg is None:
@@ -507,7 +539,7 @@ class _Search:
         self.results.put((slot, job, result))
 
     def _failed_result(self, job: Job, reason: str, started: float) -> dict:
-        """result.json for a trial whose process died (the worker could not write it)."""
+        """The result of a trial whose process died, timed out or could not be driven."""
         folder = rundir.trial_dir(self.setup.run_dir, job.number)
         previous = {}
         if (folder / PREVIOUS_RESULT).exists():
@@ -522,7 +554,6 @@ class _Search:
                              duration_s=float(previous.get("duration_s", 0.0)) + duration,
                              gpu_seconds=float(previous.get("gpu_seconds", 0.0)) + duration * n_gpus,
                              trial_dir=str(folder), extra={**previous.get("extra", {}), "kind": job.kind}).to_json()
-        rundir.write_json(folder / RESULT, result)
         return result
 
     def _on_report(self, job: Job, msg: dict) -> str | None:
@@ -544,7 +575,6 @@ class _Search:
         record.params = record.params or job.config
         if self.pbt is not None and record.state == PAUSED:
             record.state = COMPLETE  # a pbt segment is a finished trial; the member goes on in a new one
-            rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
         state = record.state
         if state in (COMPLETE, PRUNED, FAILED):
             values = None
@@ -553,14 +583,23 @@ class _Search:
                 if values is None or (isinstance(values, list) and any(v is None for v in values)):
                     state = record.state = FAILED
                     record.reason = f"finished without reporting '{self.setup.monitor.metric}'"
-                    rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
                     values = None
             self.study.tell(job.number, values if state == COMPLETE else None, state=_optuna_state(state),
                             skip_if_finished=True)
+        # result.json is written after the study knows the outcome, once the next trial is under way
+        # (_loop); a crash in between is recovered from the study and metrics.jsonl (_recover)
+        self._unwritten[job.number] = record
+        if announce:
+            self._write_results(job.number)
         self._record(record, announce)
         if self.pbt is not None:
             self.pbt.finished(job, record)
         return record
+
+    def _write_results(self, number: int | None = None) -> None:
+        """Write the pending result.json of every finished trial, or of trial ``number`` only."""
+        for n in list(self._unwritten) if number is None else [number] if number in self._unwritten else []:
+            rundir.write_json(rundir.trial_dir(self.setup.run_dir, n) / RESULT, self._unwritten.pop(n).to_json())
 
     def _record(self, record: TrialRecord, announce: bool = True) -> None:
         """Account for a finished trial (failure streak, stop); ``announce`` also tells tracker and display."""
@@ -600,10 +639,9 @@ class _Search:
             folder = rundir.trial_dir(self.setup.run_dir, frozen.number)
             record = rundir.read_trial(self.setup.run_dir, frozen.number)
             if frozen.state != TrialState.RUNNING:
-                if record is None:
-                    record = TrialRecord(number=frozen.number, state=_our_state(frozen.state), params=frozen.params,
-                                         value=frozen.value if frozen.values and len(frozen.values) == 1 else None,
-                                         trial_dir=str(folder))
+                if record is None:  # the controller died after telling the study, before writing result.json
+                    record = self._rebuilt_record(frozen, folder)
+                    rundir.write_json(folder / RESULT, record.to_json())
                 self.records[frozen.number] = record
                 continue
             if record is not None and record.state == PAUSED:
@@ -630,6 +668,26 @@ class _Search:
                                   f"{'from its last checkpoint' if ckpt.exists() else 'from the start'}")
         if self.pbt is not None:
             self.pbt.recover()
+
+    def _rebuilt_record(self, frozen: Any, folder: Path) -> TrialRecord:
+        """A finished trial's record from the study (state, value) and its folder (config, epochs,
+        checkpoints), for a result.json a crash left unwritten."""
+        epochs = epoch_metrics(folder)
+        epoch, value = best_epoch(epochs, self.setup.monitor)
+        if frozen.values and len(frozen.values) == 1:
+            value = frozen.value
+        checkpoints = folder / "checkpoints"
+        best, last = checkpoints / "best.ckpt", checkpoints / "last.ckpt"
+        return TrialRecord(
+            number=frozen.number, state=_our_state(frozen.state),
+            params=rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else dict(frozen.params),
+            value=value, values=list(frozen.values) if frozen.values and len(frozen.values) > 1 else None,
+            best_epoch=epoch, best_checkpoint=str(best) if best.exists() else None,
+            last_checkpoint=str(last) if last.exists() else None, epochs_run=len(epochs),
+            epochs_done=(max(epochs) + 1) if epochs else 0,
+            duration_s=frozen.duration.total_seconds() if frozen.duration else 0.0, trial_dir=str(folder),
+            reason="failed (its reason was lost with result.json in a crash)" if frozen.state.name == "FAIL" else None,
+            extra={"rebuilt": True})
 
 
 # -- population based training -------------------------------------------------------------------
