@@ -598,8 +598,10 @@ class _Search:
 
     def _write_results(self, number: int | None = None) -> None:
         """Write the pending result.json of every finished trial, or of trial ``number`` only."""
-        for n in list(self._unwritten) if number is None else [number] if number in self._unwritten else []:
-            rundir.write_json(rundir.trial_dir(self.setup.run_dir, n) / RESULT, self._unwritten.pop(n).to_json())
+        for n in list(self._unwritten) if number is None else [number]:
+            record = self._unwritten.pop(n, None)
+            if record is not None:
+                rundir.write_json(rundir.trial_dir(self.setup.run_dir, n) / RESULT, record.to_json())
 
     def _record(self, record: TrialRecord, announce: bool = True) -> None:
         """Account for a finished trial (failure streak, stop); ``announce`` also tells tracker and display."""

@@ -14,8 +14,9 @@ writer of the study, so no storage (SQLite included) ever sees concurrent writer
 locked" cannot happen) and workers need no storage credentials; a per-epoch round trip costs well under
 a millisecond. A served job leaves ``config.json``, ``spec.yaml`` and ``result.json`` to the controller
 (``write_files``/``write_result`` false in the job), which writes them off the worker's path (the first
-two while the trial trains, ``result.json`` while the next one does), so that path holds only the trial. ``--once JOB.json`` runs a single trial,
-writes all its files and exits (re-evaluation, debugging).
+two while the trial trains, ``result.json`` while the next one does), so that path holds only the
+trial. ``--once JOB.json`` runs a single trial, writes all its files and exits (re-evaluation,
+debugging).
 
 Protocol (one JSON object per line): controller -> worker ``{"op": "run", "job": {...}}`` (see :func:`make_job`),
 ``{"op": "reply", "stop": null|"pruned"|"paused"}`` (answer to each report but the final one),
