@@ -509,7 +509,6 @@ class _Search:
         started = time.monotonic()
         timeout = self.setup.trial_timeout_s
         deadline = None
-        payload = message["job"]
         try:
             if sent_at is None:
                 worker.ensure()  # (re)starting the worker process is not charged to the trial's timeout
