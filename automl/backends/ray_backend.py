@@ -488,7 +488,7 @@ class RunFolderCallback(tune.Callback):
             return
         number = self._number(trial)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
-        written = _read_json(tdir / worker.RESULT)  # run_trial deletes it when a stretch starts
+        written = rundir.read_json_or(tdir / worker.RESULT, {})  # run_trial deletes it when a stretch starts
         token = stretch.get("token")
         if token and written.get("extra", {}).get("stretch") != token:
             written = {}  # a late write of an earlier stretch
@@ -570,18 +570,11 @@ def _error_text(trial) -> str:
     return "failed (the trial's Ray worker died)"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def _driver_result(tdir: Path, number: int, state: str, reason: str | None, started: float, epochs_now: int,
                    objectives: list[Monitor], trial, space) -> dict[str, Any]:
     """``result.json`` for a trial that did not write its own (stopped, paused or crashed)."""
 
-    previous = _read_json(tdir / worker.PREVIOUS_RESULT)
+    previous = rundir.read_json_or(tdir / worker.PREVIOUS_RESULT, {})
     epochs = worker.epoch_metrics(tdir)
     monitor = objectives[0]
     best, value = worker.best_epoch(epochs, monitor)
@@ -613,7 +606,7 @@ def _driver_result(tdir: Path, number: int, state: str, reason: str | None, star
         "reason": reason,
         "duration_s": float(previous.get("duration_s", 0.0)) + duration,
         "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * gpus,
-        "params": _read_json(tdir / worker.CONFIG) or _params_of(space, trial.config),
+        "params": rundir.read_json_or(tdir / worker.CONFIG, {}) or _params_of(space, trial.config),
         "trial_dir": str(tdir),
         "extra": {**previous.get("extra", {}), "number": number, "ray_trial_id": trial.trial_id},
     }
@@ -626,7 +619,7 @@ def _settle_paused(run_dir: Path, setup: SearchSetup) -> None:
         if record.state != PAUSED:
             continue
         path = rundir.trial_dir(run_dir, record.number) / worker.RESULT
-        result = _read_json(path)
+        result = rundir.read_json_or(path, {})
         if record.epochs_done >= setup.max_epochs:
             result.update(state=COMPLETE, reason=None)
         else:
@@ -894,7 +887,7 @@ class RayBackend(SearchBackend):
         self._connect(address)
         check_storage(run_dir, setup.storage, self._cluster_is_multi_host())
 
-        numbers = {k: int(v) for k, v in _read_json(numbers_path).items()} if setup.resume else {}
+        numbers = {k: int(v) for k, v in rundir.read_json_or(numbers_path, {}).items()} if setup.resume else {}
         existing = [int(p.name) for p in rundir.trials_root(run_dir).glob("[0-9]*") if p.name.isdigit()]
         next_number = max([*numbers.values(), *existing, -1]) + 1
         actor_name = f"automl-trial-numbers-{abs(hash(str(run_dir))) % 10**10}-{os.getpid()}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -83,20 +82,13 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
                                env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
             except subprocess.TimeoutExpired:
                 pass
-            result = _read(folder / "result.json")
+            result = rundir.read_json_or(folder / "result.json")
             if result and result.get("state") == COMPLETE and result.get("value") is not None:
                 values.append(float(result["value"]))
         out[record.number] = values
         if progress:
             progress.message(f"re-evaluated trial {record.number}: {', '.join(f'{v:.4g}' for v in values)}")
     return out
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _action_spec(plugin: Any, trial_spec: dict, action: str) -> dict:

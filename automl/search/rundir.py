@@ -61,6 +61,15 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_or(path: Path, default: Any = None) -> Any:
+    """The file's JSON, or ``default`` when it is missing or unreadable (files that may not exist
+    yet, or that another process may be replacing)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
 def read_search(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / SEARCH_JSON
     if not path.is_file():

@@ -41,7 +41,7 @@ from typing import Any
 from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
 from automl.reporting import clean_float, clean_metrics
-from automl.search.rundir import write_json
+from automl.search.rundir import read_json_or, write_json
 from automl.spec import dump_yaml, get_dotted
 
 RESULT = "result.json"
@@ -161,7 +161,7 @@ def run_trial(
     if write_files:
         write_json(trial_dir / CONFIG, dict(config or {}))
         dump_yaml(spec, trial_dir / SPEC)
-    previous = _read(trial_dir / PREVIOUS_RESULT)
+    previous = read_json_or(trial_dir / PREVIOUS_RESULT, {})
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     full_epochs = int(get_dotted(spec, "train.num_epochs", 0) or 0)
     metrics_path = trial_dir / METRICS
@@ -251,13 +251,6 @@ def _count_lines(path: Path) -> int:
             return sum(1 for line in fh if line.strip())
     except OSError:
         return 0
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _die_with_parent() -> None:
