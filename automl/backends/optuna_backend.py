@@ -652,7 +652,7 @@ class _Search:
                 self._finished(Job(frozen.number, record.params), record.to_json())
                 continue
             # interrupted mid-run: run it again from its last checkpoint, same number
-            config = rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else None
+            config = _saved_config(folder)
             if config is None:  # killed between ask and dispatch: the stored params decide
                 trial = self._trial(frozen.number)
                 config = self.setup.space.suggest(trial)
@@ -679,15 +679,15 @@ class _Search:
             value = frozen.value
         checkpoints = folder / "checkpoints"
         best, last = checkpoints / "best.ckpt", checkpoints / "last.ckpt"
+        state, config = _our_state(frozen.state), _saved_config(folder)
         return TrialRecord(
-            number=frozen.number, state=_our_state(frozen.state),
-            params=rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else dict(frozen.params),
+            number=frozen.number, state=state, params=dict(frozen.params) if config is None else config,
             value=value, values=list(frozen.values) if frozen.values and len(frozen.values) > 1 else None,
             best_epoch=epoch, best_checkpoint=str(best) if best.exists() else None,
             last_checkpoint=str(last) if last.exists() else None, epochs_run=len(epochs),
             epochs_done=(max(epochs) + 1) if epochs else 0,
             duration_s=frozen.duration.total_seconds() if frozen.duration else 0.0, trial_dir=str(folder),
-            reason="failed (its reason was lost with result.json in a crash)" if frozen.state.name == "FAIL" else None,
+            reason="failed (its reason was lost with result.json in a crash)" if state == FAILED else None,
             extra={"rebuilt": True})
 
 
@@ -832,6 +832,11 @@ def enqueue_params(space: Any, config: dict[str, Any]) -> dict[str, Any]:
     helper parameters translate; otherwise the dotted names are the Optuna names)."""
     translate = getattr(space, "optuna_params", None)
     return dict(translate(config)) if callable(translate) else dict(config)
+
+
+def _saved_config(folder: Path) -> dict[str, Any] | None:
+    """The trial's config.json, None when it was never written (a corrupt one raises)."""
+    return rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else None
 
 
 def _best_so_far(records, setup: SearchSetup) -> dict | None:

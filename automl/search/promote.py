@@ -19,7 +19,7 @@ from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, SearchSetup, 
 from automl.errors import AutomlError
 from automl.search import rundir
 from automl.search.slots import gpu_inventory, slot_env
-from automl.search.worker import JOB_FILE, make_job
+from automl.search.worker import JOB_FILE, RESULT, SPEC, make_job
 from automl.spec import apply_config, get_dotted, load_yaml, set_dotted
 
 
@@ -82,7 +82,7 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
                                env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
             except subprocess.TimeoutExpired:
                 pass
-            result = rundir.read_json_or(folder / "result.json")
+            result = rundir.read_json_or(folder / RESULT)
             if result and result.get("state") == COMPLETE and result.get("value") is not None:
                 values.append(float(result["value"]))
         out[record.number] = values
@@ -134,7 +134,7 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
     shutil.copy2(ckpt, model_ckpt)
     out["checkpoint"] = {"status": "ok", "source": str(ckpt), "path": str(model_ckpt)}
     plugin = get_trainer(setup.model)
-    trial_spec_path = Path(best.trial_dir) / "spec.yaml"
+    trial_spec_path = Path(best.trial_dir) / SPEC
     trial_spec = load_yaml(trial_spec_path) if trial_spec_path.is_file() else apply_config(setup.base_spec, best.params)
 
     spec = _action_spec(plugin, trial_spec, "evaluate")
