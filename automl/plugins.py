@@ -64,6 +64,10 @@ class TrainerPlugin(abc.ABC):
     monitor: ClassVar[Monitor]
     #: other metrics the trainer reports, for objectives such as ``latency_ms:min``
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: the key of ``evaluate(...)`` results (under ``"metrics"`` or at the top level) that measures
+    #: what ``monitor`` measures, on the held-out split a plugin's ``evaluation_keys(data_dir)`` points
+    #: evaluate at. With both, a search reports baseline and winner on that split (None: validation only).
+    evaluation_metric: ClassVar[str | None] = None
 
     # -- metadata -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -23,6 +23,13 @@ TRIALS: dict[int, tuple[dict[str, Any], list[float], str, str | None]] = {
 }
 
 
+#: the summary's noise-aware evaluation (see automl.search.promote.evaluation_summary)
+EVALUATION = {"split": "held-out (data)", "metric": "Precision at Rank 1", "mode": "max",
+              "baseline": {"number": 0, "values": [0.40, 0.42, 0.41], "mean": 0.41, "std": 0.01},
+              "best": {"number": 2, "values": [0.56, 0.55, 0.57], "mean": 0.56, "std": 0.01},
+              "noise_std": 0.01, "gain": 0.15, "verdict": "win", "seeds": [0, 1001, 2001], "errors": []}
+
+
 def search_info(run_dir: Path, name: str, resumed: bool = False) -> dict[str, Any]:
     return {"name": name, "model": "toy_tracking", "algorithm": "bayesian", "budget": len(TRIALS),
             "backend": "optuna", "seed": 7, "command": f"automl run --model toy --name {name}",
@@ -108,7 +115,8 @@ def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promot
         tracker.promoted({"number": 2, "value": 0.7, "torch_module": module,
                           "input_example": np.ones((1, 4), dtype=np.float32)}, best_dir)
     if end:
-        tracker.end_search({"name": name, "status": "finished", "trials": len(results), "best_value": 0.7})
+        tracker.end_search({"name": name, "status": "finished", "trials": len(results), "best_value": 0.7,
+                            "evaluation": EVALUATION})
 
 
 def check_search(client, state, name: str) -> dict[str, Any]:
@@ -126,6 +134,11 @@ def check_search(client, state, name: str) -> dict[str, Any]:
     assert tags["automl.budget"] == "4" and tags["automl.backend"] == "optuna" and tags["automl.seed"] == "7"
     assert tags["automl.command"] == f"automl run --model toy --name {name}"
     assert tags["automl.best_trial"] == "2"
+    assert tags["automl.verdict"] == "win" and tags["automl.evaluation_split"] == "held-out (data)"
+    assert {k: parent.data.metrics[k] for k in ("evaluation/baseline_mean", "evaluation/best_mean",
+                                                 "evaluation/noise_std", "evaluation/gain")} == \
+        {"evaluation/baseline_mean": 0.41, "evaluation/best_mean": 0.56, "evaluation/noise_std": 0.01,
+         "evaluation/gain": 0.15}
     history = client.get_metric_history(parent.info.run_id, "best_so_far")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.5), (2, 0.7), (3, 0.7)]
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}

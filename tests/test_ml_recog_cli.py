@@ -115,4 +115,4 @@ def test_templates_and_example_specs_validate():
     assert len(files) >= 7
     for path in files:
         assert validate_spec(load_yaml(path), schema, str(path)) == [], path
-    assert schema.default_spec()["model"]["backbone"] == "test_convnext"
+    assert schema.default_spec()["model"]["backbone"] == "compact_cnn_m"

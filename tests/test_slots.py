@@ -57,3 +57,16 @@ def test_simulated_inventory(monkeypatch):
     assert gpu_inventory() == [0, 2]
     monkeypatch.setenv("AUTOML_SIMULATED_GPUS", "")
     assert gpu_inventory() == []
+
+
+def test_cpu_slots_share_the_cores_unless_the_user_set_thread_counts(monkeypatch):
+    from automl.search import slots as slots_module
+
+    monkeypatch.setattr(slots_module, "cpu_count", lambda: 8)
+    four = make_slots(4, None, inventory=[])
+    assert [s["threads"] for s in four] == [2, 2, 2, 2]
+    assert make_slots(16, None, inventory=[])[0]["threads"] == 1
+    env = slot_env(four[0], {})
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
+    assert slot_env(four[0], {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"
+    assert "OMP_NUM_THREADS" not in slot_env(make_slots(None, None, inventory=[0])[0], {})  # GPU slots: untouched

@@ -151,7 +151,9 @@ def run(
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds after which no new trial starts."),
     trial_timeout: Optional[float] = typer.Option(None, "--trial-timeout", help="Seconds after which a trial is killed (failed)."),
     max_failures: int = typer.Option(5, "--max-failures", help="Stop after this many failed trials in a row (0: never)."),
-    reeval_top: int = typer.Option(0, "--reeval-top", help="Re-train the top K with more seeds before choosing."),
+    reeval_top: str = typer.Option("auto", "--reeval-top",
+                                   help="Re-train the top K and the baseline with more seeds, choose by the mean and judge "
+                                        "the gain against the seed noise; auto: 2 from --budget 10 on, else 0 (off)."),
     reeval_seeds: int = typer.Option(2, "--reeval-seeds", help="Extra seeds per re-evaluated trial."),
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Seed with the best configs of an earlier run (name or path)."),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep losing trials' checkpoints."),
@@ -166,6 +168,7 @@ def run(
 
     console = Console(stderr=True)
     command = "automl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    reeval_k = _reeval_top(reeval_top)
     if automl.lower() in ("off", "false", "no", "0"):
         out = train_plain(model=model, spec_file=spec, overrides=list(overrides or []), output=output, name=name, data=data)
         print(json.dumps(out, default=str) if as_json else f"trained: {out['results_dir']}")
@@ -183,15 +186,39 @@ def run(
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)
-    summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_top, reeval_seeds=reeval_seeds,
+    summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
                          promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
     _print_summary(summary, console)
     if as_json:
         print(json.dumps(summary, default=str))
 
 
+def _reeval_top(text: str) -> int | str:
+    """``--reeval-top``: ``auto`` or a count (checked before the search starts, not after it)."""
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit():
+        raise AutomlError(f"--reeval-top '{text}': allowed: auto or a count (0 turns re-evaluation off)")
+    return int(text)
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def _mean_std(block: dict[str, Any] | None) -> str:
+    if not block or block.get("mean") is None:
+        return "-"
+    return f"{block['mean']:.3f}" + (f" ± {block['std']:.3f}" if block.get("std") is not None else "")
+
+
+def evaluation_line(ev: dict[str, Any]) -> str:
+    """``held-out (...) METRIC: baseline 0.412 ± 0.015 -> winner 0.561 ± 0.012 (+0.149, noise 0.014): win``"""
+    gain = "-" if ev.get("gain") is None else f"{ev['gain']:+.3f}"
+    noise = "-" if ev.get("noise_std") is None else f"{ev['noise_std']:.3f}"
+    return (f"{ev['split']} {ev['metric']}: baseline {_mean_std(ev.get('baseline'))} -> winner {_mean_std(ev.get('best'))} "
+            f"({gain}, noise {noise}): {ev['verdict']}")
 
 
 def _print_summary(summary: dict[str, Any], console: Console) -> None:
@@ -205,8 +232,14 @@ def _print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"baseline (trial 0): {summary['monitor']} = {_fmt(base['value'])}")
     if best:
         gain = summary.get("improvement_over_baseline")
+        # a validation gain is no win by itself: name the verdict of the seed-noise check next to it
+        verdict = (summary.get("evaluation") or {}).get("verdict", "unknown")
         console.print(f"best: trial {best['number']} epoch {best['best_epoch']}: {summary['monitor']} = {_fmt(best['value'])}"
-                      + (f" ({gain:+.4g} vs baseline)" if gain is not None else ""))
+                      + (f" ({gain:+.4g} vs baseline; verdict: {verdict})" if gain is not None else ""))
+        if summary.get("evaluation"):
+            console.print(escape(evaluation_line(summary["evaluation"])))
+            for error in summary["evaluation"].get("errors") or []:
+                console.print(f"  [yellow]not evaluated: {escape(error)}[/]")
         promo = summary.get("promotion") or {}
         for step in ("checkpoint", "evaluate", "export", "tensorrt"):
             info = promo.get(step)
@@ -273,8 +306,8 @@ def best(
         raise AutomlError(f"search '{name}' has not finished (no {path}); see `automl status {name}`")
     summary = rundir.read_json(path)
     if as_json:
-        print(json.dumps({k: summary.get(k) for k in ("name", "monitor", "mode", "baseline", "best",
-                                                        "improvement_over_baseline", "promotion", "pareto_front")}, default=str))
+        print(json.dumps({k: summary.get(k) for k in ("name", "monitor", "mode", "baseline", "best", "improvement_over_baseline",
+                                                        "evaluation", "promotion", "pareto_front")}, default=str))
         return
     console = Console()
     b = summary.get("best")
@@ -282,6 +315,8 @@ def best(
         raise AutomlError(f"search '{name}' has no best trial (every trial failed?)")
     console.print(f"[bold]trial {b['number']}[/] (epoch {b['best_epoch']}): {summary['monitor']} = {_fmt(b['value'])}"
                   f"  baseline {_fmt((summary.get('baseline') or {}).get('value'))}")
+    if summary.get("evaluation"):
+        console.print(escape(evaluation_line(summary["evaluation"])))
     for key, value in sorted((b.get("params") or {}).items()):
         console.print(f"  {key} = {value}")
     console.print(f"checkpoint: {run_dir / 'best' / 'model.ckpt'}")

@@ -59,7 +59,7 @@ def make_fashion_mnist_dataset(out_dir: str | Path, *, per_class: int = 100, siz
     reference/val/test image from the test split, so no image is in two splits."""
     from automl.data.glyphs import split_sizes
 
-    sizes = split_sizes(per_class)
+    sizes = split_sizes(per_class, 10 - len(unknown_classes), len(unknown_classes))
     train_x, train_y = load_fashion_mnist("train", root)
     test_x, test_y = load_fashion_mnist("test", root)
     rng = np.random.default_rng(seed)

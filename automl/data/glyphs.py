@@ -179,14 +179,21 @@ def write_split(root: Path, classes: list[tuple[str, Callable[[np.random.Generat
     return written
 
 
-def split_sizes(per_class: int) -> dict[str, int]:
-    """Images per class in each split of the TAO retail layout, from the training count."""
-    small = max(2, per_class // 4)
-    return {"known_classes/train": per_class, "known_classes/reference": small, "known_classes/val": small,
-            "unknown_classes/reference": small, "unknown_classes/test": small}
+MIN_QUERIES = 256  # per query split: one query moves Precision@1 by <= 0.004, well below seed noise
 
 
-def make_glyph_dataset(out_dir: str | Path, *, classes: int = 48, per_class: int = 24, size: int = 32,
+def split_sizes(per_class: int, known: int, unknown: int, min_queries: int = MIN_QUERIES) -> dict[str, int]:
+    """Images per class in each split of the TAO retail layout: ``per_class`` training images, a
+    quarter of that as references, and enough queries (``known/val``, ``unknown/test``) that each
+    query split holds at least ``min_queries`` images, so the metric is not quantised coarser than
+    the noise it is compared with."""
+    ref = max(2, per_class // 4)
+    return {"known_classes/train": per_class, "known_classes/reference": ref,
+            "known_classes/val": max(ref, -(-min_queries // max(1, known))),
+            "unknown_classes/reference": ref, "unknown_classes/test": max(ref, -(-min_queries // max(1, unknown)))}
+
+
+def make_glyph_dataset(out_dir: str | Path, *, classes: int = 48, per_class: int = 32, size: int = 32,
                        seed: int = 0, unknown_fraction: float = 1 / 3) -> dict[str, Path]:
     """Write the TAO retail layout (``known_classes/{train,reference,val}``,
     ``unknown_classes/{reference,test}``) under ``out_dir``; return split name -> folder.
@@ -214,7 +221,7 @@ def make_glyph_dataset(out_dir: str | Path, *, classes: int = 48, per_class: int
 
     out = Path(out_dir)
     paths = {}
-    for split, count in split_sizes(per_class).items():
+    for split, count in split_sizes(per_class, len(known), len(unknown)).items():
         chars = known if split.startswith("known") else unknown
         write_split(out / split, renderers(chars), count, np.random.default_rng([seed, zlib.crc32(split.encode())]))
         paths[split] = out / split

@@ -86,11 +86,20 @@ def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mappi
     user pinned with ``key=value`` taken out of the search."""
     from automl.space import compile_space, load_schema
 
+    from automl.space.params import CategoricalParam
+
     schema = load_schema(plugin.schema_path())
     space = compile_space(schema, fixed=dict(base_spec))
-    if any(name in space.names for name in pinned):
-        include = [n for n in space.names if n not in pinned]
+    # A choice the spec makes outside what the space searches (e.g. model.backbone: resnet_50 where the
+    # schema's weights search only the compact CPU backbones) is the user's decision: keep it fixed
+    # instead of letting the baseline's repair and the sampler swap in another kind of model.
+    kept = {p.name: get_dotted(base_spec, p.name) for p in space.params if isinstance(p, CategoricalParam)
+            and get_dotted(base_spec, p.name) is not None and p.check(get_dotted(base_spec, p.name), {})}
+    if any(name in space.names for name in pinned) or kept:
+        include = [n for n in space.names if n not in pinned and n not in kept]
         space = compile_space(schema, include=include, fixed=dict(base_spec))
+        space.warnings.extend(f"{name}: the spec's '{value}' is not among the searched choices; kept fixed"
+                              for name, value in kept.items())
     return space
 
 
@@ -247,9 +256,10 @@ def write_header(setup: SearchSetup) -> None:
 
 
 def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = None, progress: Progress | None = None,
-               reeval_top: int = 0, reeval_seeds: int = 2, promote_best: bool = True,
+               reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
                tracking_uri: str | None = None, tracking: bool = True) -> dict[str, Any]:
-    """Run the search end to end and return the summary."""
+    """Run the search end to end and return the summary. ``reeval_top``: a count or ``"auto"`` (what
+    the CLI passes by default; see :func:`automl.search.promote.reeval_count`)."""
     from automl.backends import get_backend
     from automl.search.promote import finish_search
     from automl.tracking import create_tracker

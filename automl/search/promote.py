@@ -1,22 +1,28 @@
-"""After the trials: choose the winner, optionally re-evaluate the top k, promote its best checkpoint
-into ``best/`` (evaluate, ONNX export with parity, TensorRT where possible) and free the disk of the
-losing trials' checkpoints. Both backends call :func:`finish_search`.
+"""After the trials: choose the winner, optionally re-evaluate the top k (and the baseline) with more
+seeds, judge the winner's gain over the baseline against that seed noise on the held-out split,
+promote its best checkpoint into ``best/`` (evaluate, ONNX export with parity, TensorRT where
+possible) and free the disk of the losing trials' checkpoints. Both backends call :func:`finish_search`.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, SearchSetup, TrialRecord
 from automl.errors import AutomlError
+from automl.reporting import clean_float
 from automl.search import rundir
 from automl.search.slots import gpu_inventory, slot_env
 from automl.search.worker import JOB_FILE, RESULT, SPEC, make_job
@@ -53,42 +59,249 @@ def candidates(records: list[TrialRecord], setup: SearchSetup) -> list[TrialReco
     return sorted(pool, key=lambda r: _sign(setup) * r.value)
 
 
-def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progress: Any = None) -> dict[int, list[float]]:
+#: ``--reeval-top auto``: re-train the top 2 (and the baseline) once the search has 10 trials. With 2
+#: extra seeds that is 6 more trainings: fair next to 10 or more trials, too much next to fewer.
+AUTO_REEVAL_TOP, AUTO_REEVAL_MIN_BUDGET = 2, 10
+#: a gain counts as a win (or a loss) only beyond this many seed-to-seed standard deviations
+NOISE_FACTOR = 2.0
+
+
+def reeval_count(requested: int | str, budget_trials: int) -> int:
+    """How many of the top trials to re-train: ``requested``, or for ``"auto"`` the budget's share."""
+    if requested == "auto":
+        return AUTO_REEVAL_TOP if budget_trials >= AUTO_REEVAL_MIN_BUDGET else 0
+    return max(0, int(requested))
+
+
+@dataclass
+class SeedRun:
+    """One training of a trial's config: the trial itself (``index`` 0) or a re-run with another seed."""
+
+    number: int
+    index: int
+    seed: int
+    #: the monitor at the run's best epoch (validation): what the winner is chosen by
+    value: float | None
+    #: that epoch's checkpoint, the one evaluated on the held-out split
+    checkpoint: str | None
+    #: the spec it trained with (its evaluate spec starts from it)
+    spec: dict[str, Any]
+    #: the plugin's evaluation metric of ``checkpoint`` on the held-out split
+    held_out: float | None = None
+
+
+def _reeval_dir(setup: SearchSetup, number: int, index: int) -> Path:
+    return setup.run_dir / "reeval" / f"{number:04d}-seed{index}"
+
+
+def _trial_spec(setup: SearchSetup, record: TrialRecord) -> dict[str, Any]:
+    path = Path(record.trial_dir) / SPEC if record.trial_dir else None
+    return load_yaml(path) if path is not None and path.is_file() else apply_config(setup.base_spec, record.params)
+
+
+def _original_run(setup: SearchSetup, record: TrialRecord) -> SeedRun:
+    spec = _trial_spec(setup, record)
+    return SeedRun(record.number, 0, int(get_dotted(spec, "train.seed") or 0), record.value, record.best_checkpoint, spec)
+
+
+def _train_again(setup: SearchSetup, record: TrialRecord, index: int, seed: int, env: dict[str, str]) -> SeedRun | None:
+    """Train ``record``'s config from scratch with ``seed`` in a worker process; None when the run
+    produced no value."""
+    folder = _reeval_dir(setup, record.number, index)
+    shutil.rmtree(folder, ignore_errors=True)  # a resumed search's finish must not read an earlier run's result
+    spec = apply_config(setup.base_spec, record.params)
+    set_dotted(spec, "train.seed", seed)
+    set_dotted(spec, "train.resume_training_checkpoint_path", "")
+    job = make_job(setup.model, spec, folder, config=record.params, objectives=setup.objectives,
+                   extra={"number": record.number, "kind": "reeval", "seed_index": index})
+    job_file = rundir.write_json(folder / JOB_FILE, job)
+    try:
+        subprocess.run([sys.executable, "-m", "automl.search.worker", "--once", str(job_file)],
+                       env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+    result = rundir.read_json_or(folder / RESULT)
+    if not result or result.get("state") != COMPLETE or result.get("value") is None:
+        return None
+    return SeedRun(record.number, index, seed, float(result["value"]), result.get("best_checkpoint"), spec)
+
+
+def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progress: Any = None) -> dict[int, list[SeedRun]]:
     """Train each of ``top`` again with ``seeds`` other seeds (``train.seed``), one process per run.
 
-    Returns number -> values (original first). The original trial's checkpoint is the one promoted;
-    the re-runs only make the ranking robust to seed noise.
+    Returns number -> runs, the trial itself first. A trial that stopped short of its full training (a
+    baseline paused at a rung, a pruned trial) is trained again with its own seed as well, so that all
+    runs of a config are models trained alike. The original trial's checkpoint is the one promoted;
+    the re-runs make the ranking robust to seed noise and measure that noise.
     """
-    out: dict[int, list[float]] = {}
-    has_seed = get_dotted(setup.base_spec, "train.seed") is not None
-    if not has_seed:
+    out: dict[int, list[SeedRun]] = {}
+    if get_dotted(setup.base_spec, "train.seed") is None:
         if progress:
             progress.message("--reeval-top: the spec has no train.seed; re-evaluation skipped")
         return out
-    base_seed = int(get_dotted(setup.base_spec, "train.seed") or 0)
-    env = slot_env(setup.slots[0] if setup.slots else {"index": 0, "gpus": []})
+    # one re-run at a time: it may use every core, not the thread share of a CPU slot
+    env = slot_env({"index": 0, "gpus": setup.slots[0]["gpus"] if setup.slots else []})
     for record in top:
-        values = [record.value]
-        for k in range(1, seeds + 1):
-            folder = setup.run_dir / "reeval" / f"{record.number:04d}-seed{k}"
-            spec = apply_config(setup.base_spec, record.params)
-            set_dotted(spec, "train.seed", base_seed + 1000 * k + 1)
-            set_dotted(spec, "train.resume_training_checkpoint_path", "")
-            job = make_job(setup.model, spec, folder, config=record.params, objectives=setup.objectives,
-                           extra={"number": record.number, "kind": "reeval", "seed_index": k})
-            job_file = rundir.write_json(folder / JOB_FILE, job)
-            try:
-                subprocess.run([sys.executable, "-m", "automl.search.worker", "--once", str(job_file)],
-                               env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-            result = rundir.read_json_or(folder / RESULT)
-            if result and result.get("state") == COMPLETE and result.get("value") is not None:
-                values.append(float(result["value"]))
-        out[record.number] = values
+        original = _original_run(setup, record)
+        first = original if record.state == COMPLETE else _train_again(setup, record, 0, original.seed, env)
+        again = [_train_again(setup, record, k, original.seed + 1000 * k + 1, env) for k in range(1, seeds + 1)]
+        out[record.number] = [run for run in (first, *again) if run is not None]
         if progress:
-            progress.message(f"re-evaluated trial {record.number}: {', '.join(f'{v:.4g}' for v in values)}")
+            failed = 1 + seeds - len(out[record.number])
+            progress.message(f"re-evaluated trial {record.number}: {', '.join(f'{run.value:.4g}' for run in out[record.number])}"
+                             + (f" ({failed} run(s) failed)" if failed else ""))
     return out
+
+
+def rerank(setup: SearchSetup, ranked: list[TrialRecord], top_k: int, runs: dict[int, list[SeedRun]]) -> list[TrialRecord]:
+    """The top k re-ordered by their mean validation value over the seeds; the rest stay behind them."""
+    def mean_value(record: TrialRecord) -> float:
+        values = [run.value for run in runs.get(record.number, [])] or [record.value]
+        return _sign(setup) * statistics.fmean(values)
+
+    return sorted(ranked[:top_k], key=mean_value) + ranked[top_k:]
+
+
+# -- noise ------------------------------------------------------------------------------------------
+def pooled_std(groups: Sequence[Sequence[float]]) -> float | None:
+    """Seed-to-seed standard deviation pooled over configs: each config's values around its own mean,
+    so that differences between configs do not count as noise. None when no config has two values."""
+    groups = [g for g in groups if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in groups)
+    if not dof:
+        return None
+    return math.sqrt(sum((x - statistics.fmean(g)) ** 2 for g in groups for x in g) / dof)
+
+
+def noise_verdict(baseline: Sequence[float], best: Sequence[float], mode: str,
+                  others: Sequence[Sequence[float]] = (), no_repeats: str = "--reeval-top 0") -> dict[str, Any]:
+    """Judge the winner's gain over the baseline against seed noise.
+
+    ``baseline`` and ``best`` hold one config's metric per seed, ``others`` the other re-evaluated
+    configs' (they only sharpen the noise estimate). ``gain`` is mean(best) - mean(baseline), positive
+    when better (sign flipped for mode ``min``); ``noise_std`` is :func:`pooled_std` over all of them.
+    A "win" needs gain > 0 and gain >= 2 x noise, a "loss" gain < 0 and gain <= -2 x noise; anything
+    between is "within noise". No config seen with two seeds gives no noise estimate: the verdict is
+    unknown, with ``no_repeats`` saying why.
+    """
+    if not baseline or not best:
+        return {"gain": None, "noise_std": None, "verdict": "unknown (no baseline or no winner value)"}
+    gain = (1.0 if mode == "max" else -1.0) * (statistics.fmean(best) - statistics.fmean(baseline))
+    noise = pooled_std([baseline, best, *others])
+    if noise is None:
+        verdict = f"unknown (no seed repeats: {no_repeats})"
+    elif gain > 0 and gain >= NOISE_FACTOR * noise:
+        verdict = "win"
+    elif gain < 0 and gain <= -NOISE_FACTOR * noise:
+        verdict = "loss"
+    else:
+        verdict = "within noise"
+    return {"gain": gain, "noise_std": noise, "verdict": verdict}
+
+
+# -- held-out evaluation ----------------------------------------------------------------------------
+def held_out_keys(setup: SearchSetup, plugin: Any) -> tuple[dict[str, Any] | None, str]:
+    """The spec keys that point evaluate at the plugin's held-out split of ``setup.data_dir`` (e.g.
+    ml_recog's unknown classes), and a label of what evaluate then runs on."""
+    keys_of = getattr(plugin, "evaluation_keys", None)
+    if not setup.data_dir or not callable(keys_of):
+        return None, "validation"
+    try:
+        return keys_of(setup.data_dir), f"held-out ({setup.data_dir})"
+    except AutomlError as exc:
+        return None, f"validation (no held-out split: {exc})"
+
+
+def _evaluate_checkpoint(plugin: Any, trial_spec: dict, keys: dict[str, Any] | None, checkpoint: str | Path,
+                         results_dir: Path) -> dict[str, Any]:
+    """The plugin's evaluate of ``checkpoint``, in this process, on the held-out split when ``keys``."""
+    spec = _action_spec(plugin, trial_spec, "evaluate")
+    if keys:
+        spec = apply_config(spec, keys)
+    set_dotted(spec, "evaluate.checkpoint", str(checkpoint))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return _run_action("evaluate", plugin.evaluate, spec, results_dir)
+
+
+def metric_value(result: dict[str, Any], metric: str) -> float | None:
+    """``metric`` of an evaluate result: under ``"metrics"`` (ml_recog, toy) or at the top (reid, mae)."""
+    nested = result.get("metrics")
+    return clean_float(nested[metric] if isinstance(nested, dict) and metric in nested else result.get(metric))
+
+
+def evaluate_runs(setup: SearchSetup, plugin: Any, keys: dict[str, Any], metric: str, runs: list[SeedRun]) -> list[str]:
+    """Set each run's ``held_out`` value (outputs in ``reeval/<number>-seed<k>/evaluate/``); returns
+    what failed."""
+    errors = []
+    for run in runs:
+        where = f"trial {run.number} seed {run.seed}"
+        if not run.checkpoint or not Path(run.checkpoint).is_file():
+            errors.append(f"{where}: no checkpoint ({run.checkpoint})")
+            continue
+        folder = _reeval_dir(setup, run.number, run.index) / "evaluate"
+        result = _evaluate_checkpoint(plugin, run.spec, keys, run.checkpoint, folder)
+        rundir.write_json(folder / "evaluate.json", result)
+        run.held_out = metric_value(result, metric)
+        if run.held_out is None:
+            errors.append(f"{where}: {result.get('reason') or f'evaluate reported no {metric!r}'}")
+    return errors
+
+
+def _config_block(number: int, runs: list[SeedRun], held_out: bool) -> dict[str, Any]:
+    scored = [run for run in runs if (run.held_out if held_out else run.value) is not None]
+    values = [run.held_out if held_out else run.value for run in scored]
+    return {"number": number, "values": values, "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) >= 2 else None, "seeds": [run.seed for run in scored],
+            "validation_values": [run.value for run in scored]}
+
+
+def evaluation_summary(setup: SearchSetup, baseline: TrialRecord | None, best: TrialRecord | None,
+                       runs: dict[int, list[SeedRun]], no_repeats: str) -> dict[str, Any] | None:
+    """Baseline and winner, with their seed repeats, on the held-out split (validation when the plugin
+    or the search has none: the choice itself never looks at the held-out split), and the verdict."""
+    from automl.plugins import get_trainer
+
+    if best is None:
+        return None
+    configs = dict(runs)
+    for record in (baseline, best):  # not re-evaluated: the trial's own checkpoint
+        if record is not None and record.value is not None and record.number not in configs:
+            configs[record.number] = [_original_run(setup, record)]
+    plugin = get_trainer(setup.model)
+    keys, split = held_out_keys(setup, plugin)
+    metric = getattr(plugin, "evaluation_metric", None)
+    held_out = keys is not None and bool(metric)
+    if keys is not None and not metric:
+        split = f"validation (model '{setup.model}' names no evaluation_metric)"
+    errors = evaluate_runs(setup, plugin, keys, metric, [r for rs in configs.values() for r in rs]) if held_out else []
+    blocks = {number: _config_block(number, rs, held_out) for number, rs in configs.items()}
+    base_block = blocks.get(baseline.number) if baseline is not None else None
+    others = [b["values"] for b in blocks.values() if b is not base_block and b is not blocks[best.number]]
+    verdict = noise_verdict(base_block["values"] if base_block else [], blocks[best.number]["values"],
+                            setup.monitor.mode, others, no_repeats)
+    return {"split": split, "metric": metric if held_out else setup.monitor.metric, "mode": setup.monitor.mode,
+            "baseline": base_block, "best": blocks[best.number], **verdict,
+            "seeds": sorted({run.seed for rs in configs.values() for run in rs}), "errors": errors}
+
+
+def _with_baseline(top: list[TrialRecord], baseline: TrialRecord | None) -> list[TrialRecord]:
+    """``top`` and the baseline: the reference of the gain and of the noise always gets the same seeds."""
+    if baseline is None or baseline.value is None or any(r.number == baseline.number for r in top):
+        return top
+    return [*top, baseline]
+
+
+def _why_no_repeats(setup: SearchSetup, requested: int | str, top_k: int, seeds: int) -> str:
+    """Why no config has two seeds, for the verdict (read only when none has)."""
+    if top_k == 0 and requested == "auto":
+        return f"--reeval-top auto re-evaluates from a budget of {AUTO_REEVAL_MIN_BUDGET} trials"
+    if top_k == 0:
+        return "--reeval-top 0"
+    if seeds < 1:
+        return "--reeval-seeds 0"
+    if get_dotted(setup.base_spec, "train.seed") is None:
+        return "the spec has no train.seed"
+    return "every re-run failed"
 
 
 def _action_spec(plugin: Any, trial_spec: dict, action: str) -> dict:
@@ -134,19 +347,10 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
     shutil.copy2(ckpt, model_ckpt)
     out["checkpoint"] = {"status": "ok", "source": str(ckpt), "path": str(model_ckpt)}
     plugin = get_trainer(setup.model)
-    trial_spec_path = Path(best.trial_dir) / SPEC
-    trial_spec = load_yaml(trial_spec_path) if trial_spec_path.is_file() else apply_config(setup.base_spec, best.params)
+    trial_spec = _trial_spec(setup, best)
 
-    spec = _action_spec(plugin, trial_spec, "evaluate")
-    evaluation_keys = getattr(plugin, "evaluation_keys", None)
-    if setup.data_dir and callable(evaluation_keys):  # e.g. ml_recog's unknown classes
-        try:
-            spec = apply_config(spec, evaluation_keys(setup.data_dir))
-            out["evaluation_data"] = str(setup.data_dir)
-        except AutomlError as exc:
-            out["evaluation_data"] = f"validation data (no evaluation split: {exc})"
-    set_dotted(spec, "evaluate.checkpoint", str(model_ckpt))
-    out["evaluate"] = _run_action("evaluate", plugin.evaluate, spec, best_dir / "evaluate")
+    keys, out["evaluation_data"] = held_out_keys(setup, plugin)  # e.g. ml_recog's unknown classes
+    out["evaluate"] = _evaluate_checkpoint(plugin, trial_spec, keys, model_ckpt, best_dir / "evaluate")
     rundir.write_json(best_dir / "evaluate.json", out["evaluate"])
 
     onnx_file = best_dir / "model.onnx"
@@ -197,20 +401,20 @@ def _brief(r: TrialRecord | None) -> dict[str, Any] | None:
 
 
 def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: Any, progress: Any = None,
-                  stop_reason: str | None = None, reeval_top: int = 0, reeval_seeds: int = 2,
+                  stop_reason: str | None = None, reeval_top: int | str = 0, reeval_seeds: int = 2,
                   promote_best: bool = True, started: float | None = None) -> dict[str, Any]:
-    """Choose and promote the winner, clean up, write ``summary.csv`` and ``best/summary.json``;
-    return the summary (what ``--json`` prints)."""
+    """Choose, judge and promote the winner, clean up, write ``summary.csv`` and ``best/summary.json``;
+    return the summary (what ``--json`` prints). ``reeval_top``: a count or ``"auto"``."""
     ranked = candidates(records, setup)
-    reeval: dict[int, list[float]] = {}
-    if reeval_top > 0 and len(ranked) > 1:
-        reeval = reevaluate(setup, ranked[:reeval_top], seeds=reeval_seeds, progress=progress)
-        if reeval:
-            top = sorted(ranked[:reeval_top], key=lambda r: _sign(setup) * (sum(reeval.get(r.number, [r.value])) /
-                                                                              len(reeval.get(r.number, [r.value]))))
-            ranked = top + ranked[reeval_top:]
-    best = ranked[0] if ranked else None
     baseline = next((r for r in records if r.number == 0), None)
+    top_k = reeval_count(reeval_top, setup.budget_trials)
+    runs: dict[int, list[SeedRun]] = {}
+    if top_k and reeval_seeds > 0 and ranked:
+        runs = reevaluate(setup, _with_baseline(ranked[:top_k], baseline), seeds=reeval_seeds, progress=progress)
+        if runs:
+            ranked = rerank(setup, ranked, top_k, runs)
+    best = ranked[0] if ranked else None
+    evaluation = evaluation_summary(setup, baseline, best, runs, _why_no_repeats(setup, reeval_top, top_k, reeval_seeds))
     promotion = None
     if best is not None and promote_best:
         if progress:
@@ -232,7 +436,8 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
         "stopped_reason": stop_reason,
         "baseline": _brief(baseline), "best": _brief(best), "improvement_over_baseline": improvement,
         "pareto_front": [_brief(r) for r in pareto_front(records, setup)] if setup.multi_objective else None,
-        "reevaluation": {str(k): v for k, v in reeval.items()} or None,
+        "reevaluation": {str(n): [run.value for run in rs] for n, rs in runs.items()} or None,
+        "evaluation": evaluation,
         "epochs_run_total": sum(r.epochs_run for r in records),
         "duration_s": round(time.time() - started, 3) if started else None,
         "gpu_hours": round(sum(r.gpu_seconds for r in records) / 3600.0, 6),

@@ -91,7 +91,10 @@ def make_slots(
         if len(set(gpus)) != len(gpus):
             raise AutomlError(f"--gpus {','.join(map(str, gpus))}: a GPU is listed twice")
     if not gpus:
-        return [{"index": i, "gpus": []} for i in range(workers or 1)]
+        n = workers or 1
+        # CPU slots share the cores: each trial's torch gets its share instead of every trial starting one
+        # thread per core (on 2 cores, 2 workers x 2 threads ran slower than 1 worker).
+        return [{"index": i, "gpus": [], "threads": max(1, cpu_count() // n)} for i in range(n)]
     if len(gpus) % gpus_per_trial:
         raise AutomlError(
             f"--gpus-per-trial {gpus_per_trial} does not divide the {len(gpus)} GPUs given ({','.join(map(str, gpus))})"
@@ -109,9 +112,20 @@ def make_slots(
     return [{"index": i, "gpus": list(g)} for i, g in enumerate(ordered)]
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask, not the host's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def slot_env(slot: dict, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a slot's worker process."""
+    """The environment of a slot's worker process. A CPU slot's thread share goes to the OpenMP/MKL
+    pools unless the user set them."""
     env = dict(os.environ if base is None else base)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in slot["gpus"])
     env["AUTOML_SLOT"] = str(slot["index"])
+    if slot.get("threads") and not any(v in env for v in THREAD_VARS):
+        env.update({v: str(slot["threads"]) for v in THREAD_VARS})
     return env

@@ -536,11 +536,12 @@ class MlflowTracker(Tracker):
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
         self._artifact(SEARCH, summary_path, "search")
         self._artifact(SEARCH, self.run_dir / "summary.csv", "search")
-        numbers = {k: v for k, v in summary.items() if clean_float(v) is not None and not isinstance(v, bool)}
-        if numbers:
-            self._submit("metrics", key=SEARCH, step=0, metrics={f"search/{k}": v for k, v in numbers.items()})
+        numbers = {f"search/{k}": v for k, v in summary.items() if clean_float(v) is not None and not isinstance(v, bool)}
+        scores, verdict_tags = _evaluation_record(summary.get("evaluation") or {})
+        if numbers or scores:
+            self._submit("metrics", key=SEARCH, step=0, metrics={**numbers, **scores})
         status = str(summary.get("status") or ("stopped" if summary.get("stopped_reason") else "finished")).lower()
-        tags = {"automl.status": status}
+        tags = {"automl.status": status, **verdict_tags}
         if summary.get("stopped_reason"):
             tags["automl.stopped_reason"] = summary["stopped_reason"]
         self._submit("tags", key=SEARCH, tags=tags)
@@ -667,6 +668,19 @@ def _read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def _evaluation_record(evaluation: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent run's metrics and tags for the summary's noise-aware evaluation: baseline and winner
+    means on its split, the seed noise, the gain, and the verdict (metrics and tags, not params: a
+    resumed search judges again and params cannot change)."""
+    values = {"evaluation/baseline_mean": (evaluation.get("baseline") or {}).get("mean"),
+              "evaluation/best_mean": (evaluation.get("best") or {}).get("mean"),
+              "evaluation/noise_std": evaluation.get("noise_std"), "evaluation/gain": evaluation.get("gain")}
+    scores = {k: clean_float(v) for k, v in values.items() if clean_float(v) is not None}
+    tags = {"automl.verdict": evaluation.get("verdict"), "automl.evaluation_split": evaluation.get("split"),
+            "automl.evaluation_metric": evaluation.get("metric")}
+    return scores, {k: str(v) for k, v in tags.items() if v is not None}
 
 
 def _search_note(info: dict[str, Any]) -> str:

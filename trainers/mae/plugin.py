@@ -52,6 +52,7 @@ class MaeTrainer(TrainerPlugin):
     # schema's description for why the reconstruction loss is not the search objective).
     monitor = Monitor("val_accuracy", "max")
     metrics = ("val_recon_loss", "knn_accuracy", "val_top1", "val_loss")
+    evaluation_metric = "val_accuracy"  # what evaluate logs for both stages (finetune top-1, pretrain k-NN)
 
     def schema_path(self) -> Path:
         return SEARCH_SPACES / "mae.train.schema.json"

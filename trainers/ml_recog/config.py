@@ -33,6 +33,11 @@ BACKBONES: dict[str, str | None] = {
     "fan_small": None,
     "fan_base": None,
     "fan_large": None,
+    # compact CNNs for 32-64 px inputs (automl.training.backbones): the CPU demos' backbones
+    "compact_cnn_s": "compact_cnn_s",
+    "compact_cnn_m": "compact_cnn_m",
+    "compact_cnn_l": "compact_cnn_l",
+    "compact_resnet": "compact_resnet",
     # tiny timm test networks (random init, ~0.1-0.4 M parameters): CPU demos and tests
     "test_resnet": "test_resnet.r160_in1k",
     "test_convnext": "test_convnext.r160_in1k",
@@ -50,6 +55,8 @@ IGNORED_KEYS = (
 
 
 def timm_name(backbone: str) -> str:
+    import automl.training.backbones  # noqa: F401  (registers the compact_* names in timm)
+
     if backbone not in BACKBONES or BACKBONES[backbone] is None:
         why = "is a TAO backbone with no timm implementation" if backbone in BACKBONES else "is not a known backbone"
         raise AutomlError(f"model.backbone: '{backbone}' {why}; available: {', '.join(AVAILABLE_BACKBONES)}")

@@ -26,6 +26,7 @@ class MLRecogPlugin(TrainerPlugin):
     monitor: ClassVar[Monitor] = Monitor(config.MONITOR, "max")
     metrics: ClassVar[tuple[str, ...]] = ("val Mean Average Precision", "val r-Precision", "val Mean Reciprocal Rank",
                                           "train_loss")
+    evaluation_metric: ClassVar[str | None] = "Precision at Rank 1"
 
     # -- metadata -------------------------------------------------------------------------------
     def schema_path(self) -> Path:

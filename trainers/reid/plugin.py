@@ -66,6 +66,7 @@ class ReidTrainer(TrainerPlugin):
     description = "Person re-identification (timm backbone + BNNeck, ID + triplet loss, Market-1501 protocol)"
     monitor = Monitor("cmc_rank_1", "max")
     metrics = ("cmc_rank_5", "cmc_rank_10", "mAP")
+    evaluation_metric = "cmc_rank_1"
 
     def schema_path(self) -> Path:
         return SEARCH_SPACES / "reid.train.schema.json"
@@ -79,14 +80,16 @@ class ReidTrainer(TrainerPlugin):
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
         """Generated pedestrians in Market-1501 layout. Options: ``classes`` (train identities, 64),
-        ``test_classes`` (query/gallery identities, half of classes), ``per_class`` (images per
-        identity, 8), ``size`` (image height, width = height/2, 64), ``cameras`` (6)."""
+        ``test_classes`` (query/gallery identities, as many as ``classes``: with the defaults about 190
+        queries, one query about 0.005 of rank-1), ``per_class`` (images per identity, 8), ``size``
+        (image height, width = height/2, 64), ``cameras`` (6)."""
         allowed = {"classes", "test_classes", "per_class", "size", "cameras", "distractors", "junk"}
         unknown = set(options) - allowed
         if unknown:
             raise AutomlError(f"reid data generator: unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
         opts = {"classes": 64, "per_class": 8, "size": 64, "cameras": 6}
         opts.update({k: int(v) for k, v in options.items() if v is not None})
+        opts.setdefault("test_classes", opts["classes"])
         synth.generate(Path(out_dir), seed=seed, **opts)
         (Path(out_dir) / "dataset.json").write_text(json.dumps({"task": "reid", "seed": seed, **opts}, indent=2))
         return self.data_keys(Path(out_dir))
