@@ -11,6 +11,7 @@ writes it into the plugin's base spec and calls :meth:`TrainerPlugin.train` in a
 from __future__ import annotations
 
 import abc
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -91,13 +92,17 @@ class TrainerPlugin(abc.ABC):
         """The dotted spec keys for a folder made earlier by :meth:`make_dataset` (``--data DIR``)."""
         raise AutomlError(f"model '{self.name}' cannot read a generated dataset folder")
 
+    #: bumped when a plugin's generated demo data changes, so a cached copy from before is made anew
+    demo_data_version: ClassVar[str] = "2"
+
     def demo_data(self, cache_dir: Path, seed: int = 0) -> dict[str, Any]:
         """The small demo dataset a search runs on when the user gives no data: generated once into
         ``cache_dir`` and reused."""
         marker = cache_dir / ".complete"
-        if not marker.exists():
+        if not marker.exists() or marker.read_text().strip() != self.demo_data_version:
+            shutil.rmtree(cache_dir, ignore_errors=True)  # a half-written or outdated copy
             keys = self.make_dataset(cache_dir, seed=seed)
-            marker.write_text("ok")
+            marker.write_text(self.demo_data_version)
             return keys
         return self.data_keys(cache_dir)
 

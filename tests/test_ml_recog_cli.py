@@ -32,7 +32,7 @@ def run_cli(args, capsys):
 @pytest.mark.parametrize("override, expected", [
     ("train.optim.trunk.base_lr=fast", "'train.optim.trunk.base_lr' must be a number"),
     ("train.bach_size=32", "unknown key 'train.bach_size' (did you mean 'train.batch_size'?)"),
-    ("model.backbone=fan_small", "allowed values: resnet_18"),
+    ("model.backbone=fan_small", "allowed values: compact_cnn_s, compact_cnn_m"),
     ("train.optim.name=RMSprop", "allowed values: Adam, SGD, Adamax"),
     ("train.optim.triplet_loss_margin=5", "'train.optim.triplet_loss_margin' = 5 is outside"),
 ])

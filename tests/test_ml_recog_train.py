@@ -46,7 +46,12 @@ def test_three_epochs_lift_unknown_class_precision_well_above_untrained(data, tr
     net, _ = load_network(result["best_checkpoint"], "evaluate.checkpoint")
     learned = unknown_precision(net, data)
     print(f"unknown-class Precision@1: untrained {untrained:.3f} -> trained {learned:.3f}")
-    assert learned >= untrained + 0.08 and learned >= 1.5 * untrained
+    # Measured 2026-12-01 on the 2-core CPU (this data and spec, seeds 1234/1235/1236 with 2 threads, 1234
+    # with 1 thread): untrained 0.125-0.144, trained 0.417-0.557 (mean 0.49). The threshold is 0.17
+    # below the worst run and 0.14 above the best untrained network. Before compact_cnn_m the default
+    # (timm's test_convnext) reached 0.208-0.250 depending on the thread count and SIMD width alone,
+    # which is why this test failed on another machine (issue 19).
+    assert learned >= 0.25 and learned >= untrained + 0.12
     assert result["epochs_run"] == 3 and result["best_value"] == max(h[MONITOR] for h in result["history"])
     records = read_metrics(out)
     assert [r["epoch"] for r in records] == [0, 1, 2]
@@ -147,10 +152,11 @@ def test_default_config_learns_on_the_demo_data(demo_data, tmp_path, seed):
     """The template's defaults (compact_cnn_m, 10 epochs) on the demo data, as the demo search's baseline.
 
     Measured with `benchmarks/default_learning.py --model ml_recog --seeds 5` (2026-12-01, this 2-core
-    CPU): val P@1 DEFAULT_VAL; unknown-class P@1 DEFAULT_HELD_OUT; the untrained network scores
-    0.039 (val, chance 1/32) and 0.098 (unknown classes, chance 1/16). The thresholds sit at
-    about half the worst seed's score and several times the untrained score: far outside both the
-    seed-to-seed and the machine-to-machine spread, and still failing for a network that does not learn.
+    CPU, seeds 1234-1238): val P@1 0.675 +- 0.034 (0.641-0.727); unknown-class P@1 0.653 +- 0.046
+    (0.602-0.707); the untrained network scores 0.039 (val, chance 1/32) and 0.098 (unknown classes,
+    chance 1/16). The thresholds sit 0.24 below the worst seed (7 seed stds) and far above the
+    untrained scores: outside both the seed-to-seed and the machine-to-machine spread, and still
+    failing for a network that does not learn.
     """
     result = plugin.train(train_spec(demo_data, **{"train.seed": seed}), tmp_path)
     net, _ = load_network(result["best_checkpoint"], "evaluate.checkpoint")

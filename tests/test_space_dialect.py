@@ -422,3 +422,23 @@ def test_ordered_int_parent_and_infeasible_parent_values(tmp_path):
     # a fixed dependent filters a categorical parent
     space = compile_space(schema, include=["k"], fixed={"bs": 10})
     assert set(values(all_backends(space, 50), "k")) == {2, 5}
+
+
+def test_search_range_narrows_the_search_but_not_what_a_spec_may_hold(tmp_path):
+    import json
+
+    schema = {"type": "object", "properties": {"train": {"type": "object", "properties": {
+        "batch_size": {"type": "int", "default": 32, "minimum": 4, "maximum": 256, "automl_search_range": [8, 64],
+                       "automl_enabled": True},
+        "lr": {"type": "float", "default": 0.01, "minimum": 0.0, "maximum": 1.0, "automl_search_range": [0.001, 0.1],
+               "automl_enabled": True}}}}}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(schema))
+    space = compile_space(load_schema(path))
+    for config in (space.sample(seed) for seed in range(200)):
+        assert 8 <= config["train.batch_size"] <= 64 and 0.001 <= config["train.lr"] <= 0.1
+    assert validate_spec({"train": {"batch_size": 4, "lr": 0.5}}, load_schema(path), str(path)) == []
+    schema["properties"]["train"]["properties"]["batch_size"]["automl_search_range"] = [2, 64]
+    path.write_text(json.dumps(schema))
+    with pytest.raises(SchemaError, match="automl_search_range .* must lie inside"):
+        load_schema(path)

@@ -32,7 +32,7 @@ def make(
     options = {k: v for k, v in {"classes": classes, "per_class": per_class, "size": size, "source": source}.items()
                if v is not None}
     keys = plugin.make_dataset(out, seed=seed, **options)
-    (Path(out) / ".complete").write_text("ok")  # same marker TrainerPlugin.demo_data uses
+    (Path(out) / ".complete").write_text(plugin.demo_data_version)  # the marker TrainerPlugin.demo_data reads
     if as_json:
         print(json.dumps({"task": task, "out": str(out), "spec_keys": keys}))
         return

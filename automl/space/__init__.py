@@ -56,6 +56,10 @@ Numbers (``int``/``float``, ``anyOf`` numeric)
       Example: base_lr 3.5e-4 on [0, 1] with ``> 0.0`` -> log-uniform on [3.5e-6, 3.5e-2].
       The same rule applies to a plain int (no ``^``/``/``, no depends_on) with a finite maximum
       (warmup_iters 10 on [1, 10000] -> log-uniform ints on [1, 1000]).
+    * ``"automl_search_range": [lo, hi]`` (our extension) narrows the searched window to a part of the
+      valid ``[minimum, maximum]`` without narrowing what a spec may hold (ml_recog searches batch
+      sizes 8-64 on CPU demos but accepts TAO's 4 and any GPU-sized batch); it acts like an
+      override's min/max, so the log-scale window does not apply on top of it.
     * ``maximum: Infinity`` on an int: ``[min, max(4 * default, 2 * min, 16)]``; on a linear float:
       ``[min, max(4 * default, 2 * min, 1)]``; the window is shown in the condition column.
 

@@ -183,6 +183,8 @@ class Compiler:
     # -- per leaf -------------------------------------------------------------------------------
     def build(self, leaf: Leaf) -> Param:
         ov = self.overrides.get(leaf.name, {})
+        if leaf.search_range is not None:  # narrows the search only; a spec may still hold any valid value
+            ov = {"min": leaf.search_range[0], "max": leaf.search_range[1], **ov}
         t = leaf.type
         if "choices" in ov or t in ("categorical", "ordered_int", "bool") or (t == "string" and leaf.enum):
             return self.categorical(leaf, ov)

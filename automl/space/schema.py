@@ -70,6 +70,9 @@ class Leaf:
     popular: bool = False
     pattern: str | None = None
     scale: str | None = None
+    #: our extension ``automl_search_range: [lo, hi]``: the window a search draws from, inside the
+    #: valid ``[minimum, maximum]`` that specs are checked against
+    search_range: tuple[float, float] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # Mapping-style access so callers may treat a leaf like its JSON node.
@@ -113,6 +116,18 @@ class Schema:
     # -- construction ---------------------------------------------------------------------------
     def error(self, name: str, message: str) -> SchemaError:
         return SchemaError(f"{self.path}: parameter '{name}': {message}")
+
+    def _search_range(self, name: str, value: Any, ltype: str, lo: Any, hi: Any) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        ok = (isinstance(value, list) and len(value) == 2 and ltype in ("int", "float")
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and value[0] <= value[1])
+        if not ok:
+            raise self.error(name, f"automl_search_range must be [low, high] (low <= high) on an int or float, got {value!r}")
+        inside = (not isinstance(lo, (int, float)) or value[0] >= lo) and (not isinstance(hi, (int, float)) or value[1] <= hi)
+        if not inside:
+            raise self.error(name, f"automl_search_range {value} must lie inside [minimum, maximum] = [{lo}, {hi}]")
+        return float(value[0]), float(value[1])
 
     def _walk(self, node: Mapping[str, Any], prefix: str) -> None:
         where = prefix or "root"
@@ -186,6 +201,7 @@ class Schema:
         scale = node.get("scale")
         if scale is not None and scale not in ("log", "linear"):
             raise self.error(name, f"scale must be 'log' or 'linear', got {scale!r}")
+        search_range = self._search_range(name, node.get("automl_search_range"), ltype, lo, hi)
         enabled = node.get("automl_enabled")
         leaf = Leaf(
             name=name, type=ltype, default=node.get("default"), minimum=lo, maximum=hi, enum=enum,
@@ -193,7 +209,7 @@ class Schema:
             math_cond=cond_text, condition=cond, depends_on=depends,
             automl_enabled=None if enabled is None else _truthy(enabled),
             parent_param=_truthy(node.get("parent_param", False)), popular=_truthy(node.get("popular", False)),
-            pattern=node.get("pattern"), scale=scale, raw=dict(node),
+            pattern=node.get("pattern"), scale=scale, search_range=search_range, raw=dict(node),
         )
         if enum is not None and leaf.default is not None and ltype in ("categorical", "ordered_int", "string") \
                 and leaf.default not in enum:
