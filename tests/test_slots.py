@@ -67,6 +67,6 @@ def test_cpu_slots_share_the_cores_unless_the_user_set_thread_counts(monkeypatch
     assert [s["threads"] for s in four] == [2, 2, 2, 2]
     assert make_slots(16, None, inventory=[])[0]["threads"] == 1
     env = slot_env(four[0], {})
-    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2" and env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert slot_env(four[0], {"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"
     assert "OMP_NUM_THREADS" not in slot_env(make_slots(None, None, inventory=[0])[0], {})  # GPU slots: untouched

@@ -45,6 +45,8 @@ def _load_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     from automl.errors import AutomlError
 
+    # before torch loads OpenMP: waiting threads sleep instead of spinning (see automl.search.slots.slot_env)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _load_commands()
     try:
         app(args=argv, standalone_mode=False)

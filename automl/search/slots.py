@@ -122,10 +122,14 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 def slot_env(slot: dict, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a slot's worker process. A CPU slot's thread share goes to the OpenMP/MKL
-    pools unless the user set them."""
+    pools unless the user set them, and its OpenMP threads sleep instead of spinning while they wait:
+    on a CPU shared with other work, spinning threads made one compact_cnn_m training step take 2.37 s
+    instead of 0.20 s (2 threads, 2 cores, 2026-12-01)."""
     env = dict(os.environ if base is None else base)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in slot["gpus"])
     env["AUTOML_SLOT"] = str(slot["index"])
+    if not slot["gpus"]:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if slot.get("threads") and not any(v in env for v in THREAD_VARS):
         env.update({v: str(slot["threads"]) for v in THREAD_VARS})
     return env
