@@ -45,20 +45,52 @@ def _evaluate(checkpoint: str, data: dict, out: Path, **extra) -> dict:
     return plugin.evaluate(spec, out)
 
 
+def _untrained_checkpoint(spec: dict, num_classes: int, seed: int, path: Path) -> str:
+    """The same network before training, saved as a checkpoint so it is evaluated the same way."""
+    torch.manual_seed(seed)
+    net = build_net(spec, num_classes)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "automl": {"model": "reid", "spec": spec, "num_classes": num_classes, "pids": []}}, path)
+    return str(path)
+
+
 def test_training_beats_an_untrained_model(trained, data, tmp_path):
     result, results_dir = trained
-    # the same network, untrained, saved as a checkpoint and evaluated the same way
-    spec = tiny_spec(data)
-    torch.manual_seed(7)
-    net = build_net(spec, data["dataset.num_classes"])
-    untrained = tmp_path / "untrained.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-                "automl": {"model": "reid", "spec": spec, "num_classes": data["dataset.num_classes"], "pids": []}}, untrained)
-    before = _evaluate(str(untrained), data, tmp_path / "before")
+    untrained = _untrained_checkpoint(tiny_spec(data), data["dataset.num_classes"], 7, tmp_path / "untrained.ckpt")
+    before = _evaluate(untrained, data, tmp_path / "before")
     after = _evaluate(result["best_checkpoint"], data, tmp_path / "after")
     assert after["cmc_rank_1"] == pytest.approx(result["best_value"])
     assert after["cmc_rank_1"] >= before["cmc_rank_1"] + 0.1, (before, after)
     assert after["mAP"] > before["mAP"] + 0.05, (before, after)
+
+
+# The template's defaults on `automl data make --task reid`'s defaults, measured with
+# `benchmarks/default_learning.py --model reid --seeds 3` (benchmarks/RESULTS.md, "Default configs learn"):
+# best-epoch cmc_rank_1 0.391 / 0.391 / 0.337 (seeds 1234-1236): mean 0.373, std 0.031, min 0.337 (a repeat
+# run: 0.364 / 0.391 / 0.337); mAP at that epoch 0.397 / 0.374 / 0.348: mean 0.373, std 0.025, min 0.348;
+# the untrained network: cmc_rank_1 0.000, mAP 0.011. The thresholds sit 4-5 std below the lowest seed.
+DEFAULT_MIN_RANK1 = 0.20
+DEFAULT_MIN_MAP = 0.20
+
+
+@pytest.fixture(scope="module")
+def default_data(tmp_path_factory) -> dict:
+    return plugin.make_dataset(tmp_path_factory.mktemp("reid_default_data"), seed=0)
+
+
+@pytest.mark.slow
+def test_the_default_config_learns(default_data, tmp_path):
+    """The template as shipped (compact CNN at 64x32, 10 epochs) on the default demo data, two seeds:
+    rank-1 and mAP far above the untrained network's, each seed on its own."""
+    spec = apply_config(load_yaml(plugin.spec_template("train")), default_data)
+    for seed in (1234, 1235):
+        result = plugin.train(apply_config(spec, {"train.seed": seed}), tmp_path / f"seed{seed}")
+        assert result["num_query"] >= 150  # one query is at most 0.0067 of rank-1
+        best = max(result["history"], key=lambda h: h["cmc_rank_1"])
+        untrained = _untrained_checkpoint(spec, default_data["dataset.num_classes"], seed, tmp_path / f"u{seed}.ckpt")
+        before = _evaluate(untrained, default_data, tmp_path / f"before{seed}")
+        assert best["cmc_rank_1"] >= max(DEFAULT_MIN_RANK1, before["cmc_rank_1"] + 0.15), (seed, before, best)
+        assert best["mAP"] >= max(DEFAULT_MIN_MAP, before["mAP"] + 0.15), (seed, before, best)
 
 
 def test_train_result_reports_and_checkpoints(trained):
@@ -123,6 +155,16 @@ def test_paused_run_resumes_to_the_same_horizon(data, tmp_path):
     assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1]
     ckpt = torch.load(second["last_checkpoint"], weights_only=True)
     assert ckpt["state_dict"]["criterion.center.centers"].shape == (32, 96)  # center loss trained and saved
+
+
+def test_compact_backbones_build_and_unknown_names_list_them():
+    from automl.training.backbones import COMPACT_BACKBONES
+
+    for name in COMPACT_BACKBONES:
+        net = build_net({"model": {"backbone": name, "last_stride": 1}}, 4).eval()  # last_stride: ResNet-only, ignored
+        assert net(torch.zeros(2, 3, 64, 32)).shape == (2, net.feat_dim)
+    with pytest.raises(AutomlError, match="compact_cnn_m"):
+        build_net({"model": {"backbone": "no_such_net"}}, 4)
 
 
 def test_num_classes_mismatch_is_one_clear_error(data, tmp_path):

@@ -66,8 +66,8 @@ class MaeTrainer(TrainerPlugin):
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
         """Unlabelled pool + small labelled set. Options: ``classes`` (10), ``per_class`` (labelled
-        images per class, 10), ``unlabeled_per_class`` (60), ``val_per_class`` (10), ``size`` (32),
-        ``source`` (glyphs | fashion_mnist)."""
+        images per class, 20), ``unlabeled_per_class`` (60), ``val_per_class`` (30), ``size`` (32),
+        ``source`` (shapes | glyphs | fashion_mnist)."""
         allowed = {"classes", "per_class", "unlabeled_per_class", "val_per_class", "test_per_class", "size", "source"}
         unknown = set(options) - allowed
         if unknown:

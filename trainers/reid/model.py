@@ -16,8 +16,10 @@ from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
 from automl.errors import AutomlError
+from automl.training.backbones import COMPACT_BACKBONES  # importing it registers them with timm
 
-# TAO's backbone names -> timm's. Anything else is passed to timm as is (e.g. test_resnet.r160_in1k).
+# TAO's backbone names -> timm's. Anything else is passed to timm as is (e.g. compact_cnn_m, the CPU
+# default, or test_resnet.r160_in1k).
 TAO_BACKBONES = {
     "resnet_18": "resnet18", "resnet_34": "resnet34", "resnet_50": "resnet50", "resnet_101": "resnet101",
     "resnet_152": "resnet152",
@@ -43,8 +45,8 @@ def timm_name(backbone: str) -> str:
     name = TAO_BACKBONES.get(backbone, backbone)
     if not timm.is_model(name):
         raise AutomlError(
-            f"model.backbone '{backbone}' is not a timm model; use one of {', '.join(TAO_BACKBONES)} "
-            "or any name from timm.list_models() (e.g. test_resnet.r160_in1k for CPU tests)"
+            f"model.backbone '{backbone}' is not a timm model; use one of {', '.join(TAO_BACKBONES)}, "
+            f"{', '.join(COMPACT_BACKBONES)} (small, for 64x32 inputs on a CPU) or any name from timm.list_models()"
         )
     return name
 
@@ -53,7 +55,7 @@ def _set_last_stride(model: nn.Module, stride: int) -> None:
     """ResNet's last stage downsamples by 2; re-ID keeps stride 1 for a finer feature map."""
     layer4 = getattr(model, "layer4", None)
     if layer4 is None or stride == 2:
-        return  # not a ResNet: the option has no meaning (TAO ignores it there too)
+        return  # not a ResNet (e.g. the compact CNNs): the option has no meaning (TAO ignores it there too)
     block = layer4[0]
     for conv in (getattr(block, "conv2", None), getattr(block, "conv1", None)):
         if conv is not None and conv.stride != (1, 1):
