@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from automl.errors import AutomlError
+from automl.spec import load_yaml
+from trainers.mae import plugin
 from trainers.mae.models import build_mae, create_encoder, encoder_state, masked_mse, patchify, random_mask, unpatchify
 from trainers.mae.module import knn_accuracy, load_encoder_weights, lr_factor
 
@@ -16,6 +18,7 @@ VIT = {"model": {"arch": "test_vit", "decoder_embed_dim": 64, "decoder_depth": 1
 CONVNEXT = {"model": {"arch": "convnextv2_atto", "decoder_embed_dim": 32, "decoder_depth": 1,
                       "timm_kwargs": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}},
             "dataset": {"augmentation": {"input_size": 64}}, "train": {"norm_pix_loss": False}}
+TEMPLATE = load_yaml(plugin.spec_template("train"))  # the shipped default: ViT-Tiny, 4 px patches, 6 blocks
 
 
 def test_patchify_round_trip():
@@ -51,7 +54,7 @@ def test_norm_pix_loss_targets_are_normalised_per_patch():
     assert masked_mse(pred, target, torch.ones(1, 1), norm_pix=True).item() == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("spec", [VIT, CONVNEXT], ids=["vit", "convnextv2"])
+@pytest.mark.parametrize("spec", [VIT, CONVNEXT, TEMPLATE], ids=["vit", "convnextv2", "template"])
 def test_mae_forward_backward_and_features(spec):
     torch.manual_seed(0)
     mae = build_mae(spec)
@@ -62,6 +65,11 @@ def test_mae_forward_backward_and_features(spec):
     loss.backward()
     assert mae.encoder.state_dict().keys()  # the encoder is a plain timm model
     assert mae.features(images).shape == (2, mae.encoder.num_features)
+
+
+def test_the_template_encoder_is_a_reduced_vit_tiny_at_32px():
+    mae = build_mae(TEMPLATE)
+    assert mae.encoder.embed_dim == 192 and len(mae.encoder.blocks) == 6 and mae.grid == (8, 8) and mae.patch == 4
 
 
 def test_convnext_mask_hides_masked_regions_from_the_encoder():
