@@ -27,7 +27,7 @@ from automl.plugins import get_trainer
 from automl.spec import apply_config, load_yaml, parse_overrides
 
 
-def _held_out(plugin: Any, data: Path, spec: dict[str, Any], checkpoint: str) -> float | None:
+def _held_out(plugin: Any, data: Path, checkpoint: str) -> float | None:
     keys = getattr(plugin, "evaluation_keys", None)
     metric = getattr(plugin, "evaluation_metric", None)
     if not callable(keys) or not metric:
@@ -43,7 +43,7 @@ def _untrained(plugin: Any, data: Path, spec: dict[str, Any], out: Path) -> dict
     statistics still adapt to the data, as they would at the start of any run)."""
     frozen = apply_config(spec, {k: 0.0 for k in _lr_keys(spec)} | {"train.num_epochs": 1})
     result = plugin.train(frozen, out)
-    return {"val": result.get("best_value"), "held_out": _held_out(plugin, data, spec, result["best_checkpoint"])}
+    return {"val": result.get("best_value"), "held_out": _held_out(plugin, data, result["best_checkpoint"])}
 
 
 def _lr_keys(spec: dict[str, Any], prefix: str = "") -> list[str]:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = plugin.train(apply_config(spec, {"train.seed": seed}), out / f"seed{seed}")
         wall = time.perf_counter() - started
-        held = _held_out(plugin, data, spec, result["best_checkpoint"])
+        held = _held_out(plugin, data, result["best_checkpoint"])
         runs.append({"seed": seed, "val": result["best_value"], "held_out": held, "wall_s": round(wall, 1),
                      "curve": [round(h.get(monitor, float("nan")), 4) for h in result.get("history", [])]})
         print(f"seed {seed}: val {result['best_value']:.3f}  held-out {held if held is None else round(held, 3)}  "

@@ -85,7 +85,6 @@ def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mappi
     """The model's search space with the base spec as the fixed values (the baseline) and the names the
     user pinned with ``key=value`` taken out of the search."""
     from automl.space import compile_space, load_schema
-
     from automl.space.params import CategoricalParam
 
     schema = load_schema(plugin.schema_path())
@@ -93,8 +92,8 @@ def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mappi
     # A choice the spec makes outside what the space searches (e.g. model.backbone: resnet_50 where the
     # schema's weights search only the compact CPU backbones) is the user's decision: keep it fixed
     # instead of letting the baseline's repair and the sampler swap in another kind of model.
-    kept = {p.name: get_dotted(base_spec, p.name) for p in space.params if isinstance(p, CategoricalParam)
-            and get_dotted(base_spec, p.name) is not None and p.check(get_dotted(base_spec, p.name), {})}
+    chosen = {p.name: (p, get_dotted(base_spec, p.name)) for p in space.params if isinstance(p, CategoricalParam)}
+    kept = {name: value for name, (p, value) in chosen.items() if value is not None and p.check(value, {})}
     if any(name in space.names for name in pinned) or kept:
         include = [n for n in space.names if n not in pinned and n not in kept]
         space = compile_space(schema, include=include, fixed=dict(base_spec))

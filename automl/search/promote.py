@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

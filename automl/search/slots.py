@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 from automl.errors import AutomlError
+from automl.training.devices import cpu_count
 
 SIMULATED_ENV = "AUTOML_SIMULATED_GPUS"
 
@@ -110,11 +111,6 @@ def make_slots(
             )
         ordered = ordered[:workers]
     return [{"index": i, "gpus": list(g)} for i, g in enumerate(ordered)]
-
-
-def cpu_count() -> int:
-    """The cores this process may run on (its affinity mask, not the host's total)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")

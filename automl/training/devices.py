@@ -19,6 +19,11 @@ from typing import Any
 
 from automl.errors import AutomlError
 
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask, not the host's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 CPU_PROCESSES_ENV = "AUTOML_CPU_PROCESSES"
 
 

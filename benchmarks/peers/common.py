@@ -4,13 +4,14 @@ command, best-so-far curves from run folders, and the held-out evaluation of one
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from automl.reporting import clean_float, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT_METRIC = "Precision at Rank 1"
@@ -117,19 +118,8 @@ def child_env(tracking: bool = False, extra: Mapping[str, str] | None = None) ->
 def epoch_events(dirs: Iterable[Path], metric: str) -> list[tuple[float, float | None]]:
     """``(time, value)`` for every epoch recorded in ``<dir>/metrics.jsonl`` of the given folders, in
     time order (one line = one trained epoch; a NaN or missing value counts as an epoch without value)."""
-    events: list[tuple[float, float | None]] = []
-    for folder in dirs:
-        path = Path(folder) / "metrics.jsonl"
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            value = (record.get("metrics") or {}).get(metric)
-            value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-            events.append((float(record.get("time") or 0.0), value))
+    events = [(float(record.get("time") or 0.0), clean_float((record.get("metrics") or {}).get(metric)))
+              for folder in dirs for record in read_metrics(folder)]
     events.sort(key=lambda e: e[0])
     return events
 

@@ -88,6 +88,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so that `peer
 from peers.common import (REPO, ChildDied, JsonLinesProcess, automl_command, best_so_far_curve,  # noqa: E402
                           child_env, evaluate_checkpoint, last_json_line, tail_line, tail_line_text)
 
+from automl.reporting import read_metrics  # noqa: E402
+
 PACKAGE = "nvidia-tao-automl"
 VERSION = "7.2.0"
 DEFAULT_VENV = REPO / "benchmarks" / ".venv-tao"
@@ -247,11 +249,6 @@ def tao_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     walk(out.get("properties") or {}, "")
     return out, changed
-
-
-def _count_epochs(job_dir: Path) -> int:
-    path = job_dir / "metrics.jsonl"
-    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
 def _resolve(model: str, budget: int, spec_file: str | None, overrides: Sequence[str], data_dir: Path,
@@ -453,7 +450,7 @@ def _train_job(rec: Mapping[str, Any], pass_no: int, state: Mapping[str, Any] | 
     return {"job_dir": str(job_dir), "config": {k: config[k] for k in sorted(config)}, "repaired": repaired,
             "problems": problems if invalid == "fail" else [], "num_epochs": spec.get("train", {}).get("num_epochs"),
             "state": "complete" if ok else "failed", "value": value, "best_epoch": result.get("best_epoch"),
-            "epochs": _count_epochs(job_dir), "seconds": outcome.get("seconds", 0.0),
+            "epochs": len(read_metrics(job_dir)), "seconds": outcome.get("seconds", 0.0),
             "reason": None if ok else (outcome.get("error") or "no value reported"), "note": note}
 
 

@@ -4,7 +4,6 @@ validation sets sharing one class numbering)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from torchvision.transforms import v2 as T
 from automl.data.archives import resolve_dataset
 from automl.data.folders import ClassFolderDataset, list_class_folder
 from automl.errors import AutomlError
+from automl.training.devices import cpu_count
 from automl.training.sampler import PKBatchSampler
 
 CACHE_LIMIT = 20000  # decode once and keep in memory below this many images
@@ -60,8 +60,7 @@ def train_transform(spec: Mapping[str, Any]) -> T.Compose:
 
 def num_workers(spec: Mapping[str, Any]) -> int:
     """``dataset.workers`` capped by the cores this process may use (one core stays with the model)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(int(spec["dataset"].get("workers", 0) or 0), cores - 1))
+    return max(0, min(int(spec["dataset"].get("workers", 0) or 0), cpu_count() - 1))
 
 
 def val_sets(spec: Mapping[str, Any], *, need_query: bool = True) -> tuple[Path, Path | None]:
