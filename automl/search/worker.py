@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -112,12 +113,22 @@ def _output_to(log_path: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    # The trial's log is where a user looks for how it ran (device plan, DDP backend, spec notes), so
+    # automl's own INFO lines go there too; the controller's console keeps WARNING and up.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    automl_log = logging.getLogger("automl")
+    level = automl_log.level
     with open(log_path, "a") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+        automl_log.addHandler(handler)
+        automl_log.setLevel(logging.INFO)
         try:
             yield
         finally:
+            automl_log.removeHandler(handler)
+            automl_log.setLevel(level)
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)

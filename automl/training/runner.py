@@ -75,6 +75,8 @@ def build_trainer(spec: Mapping[str, Any], results_dir: Path, monitor: Monitor, 
     plan = plan_from_spec(train, "train")
     for note in plan.notes:
         log.info(note)
+    log.info("devices: %s x%d on %d node(s)%s", plan.accelerator, plan.world_size // plan.num_nodes, plan.num_nodes,
+             f", DDP over {plan.backend}" if plan.ddp else "")
     # Lightning's banner ("GPU available: ...", tips) is noise next to our one-line errors and --json output.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     cudnn = train.get("cudnn") or {}
