@@ -11,7 +11,7 @@ import pytest
 
 from _space_helpers import REPO, EdgeSource, raw_violations, schema_params
 from automl.space import SearchSpace, compile_space, load_schema, validate_spec
-from automl.space.compiler import unsearchable
+from automl.space.selection import unsearchable
 from automl.space.optuna_adapter import sample_optuna
 from automl.space.ray_adapter import sample_ray
 

@@ -8,9 +8,10 @@
     SearchSpace.from_json(space.to_json())                       # what workers rebuild from space.json
 
 Modules: ``schema`` (loading, dialect validation), ``conditions`` (math_cond), ``params`` (one class
-per parameter concept), ``sources`` (where draws come from: numpy, Ray units), ``compiler`` (leaf ->
-parameter, selection, cross-parameter feasibility), ``space`` (SearchSpace), ``optuna_adapter``,
-``ray_adapter``, ``validate`` (validate_spec).
+per parameter concept), ``sources`` (where draws come from: numpy, Ray units), ``selection`` (which
+leaves are searched), ``compiler`` (leaf -> parameter), ``feasibility`` (cross-parameter constraints),
+``space`` (SearchSpace), ``optuna_adapter``, ``ray_adapter``, ``validate`` (validate_spec). The
+imports between them run one way (no circles; ``tests/test_code_shape.py`` checks it).
 
 The dialect, and what this compiler does with each rule
 ========================================================

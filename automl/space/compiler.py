@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import copy
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from automl.errors import SpecError, did_you_mean
+from automl.space.feasibility import (
+    bound_parent, child_feasible, filter_parent, fold_fixed_parents, nonempty, static_range,
+)
 from automl.space.params import (
     BoundedListParam, CategoricalParam, ConsecutiveListParam, FloatParam, IntParam, KernelParam,
     MilestonesParam, Param, Relation, SubsetParam, is_int, is_number,
 )
 from automl.space.schema import Leaf, Schema
+from automl.space.selection import is_milestones, select, unsearchable
 
 NUMERIC_TYPES = ("int", "float", "ordered_int")
 EPOCH_KEYS = ("num_epochs", "epochs", "epoch", "max_epochs", "total_epochs")
 OVERRIDE_KEYS = ("min", "max", "scale", "choices", "weights", "step")
-_PATHLIKE = re.compile(r"(path|dir$|dirs?_|_dir|file|root|url|uri|folder)", re.I)
 #: log scale when the range spans this ratio around a positive default ...
 LOG_SPAN = 100.0
 #: ... and the window is [default / LOG_WINDOW, default * LOG_WINDOW] clipped to the schema range
@@ -41,89 +43,6 @@ def auto_log(lo: float, hi: float, default: float | None) -> bool:
     ratio = math.inf if lo <= 0 else hi / lo
     prob_like = lo <= 0 and math.isfinite(hi) and default >= 0.05 * hi
     return ratio >= LOG_SPAN and not prob_like
-
-
-def is_milestones(name: str) -> bool:
-    last = name.rsplit(".", 1)[-1].lower()
-    return (last in ("lr_steps", "steps", "milestones", "lr_milestones") or last.startswith("decay_step")
-            or last.endswith("_steps") or last.endswith("milestones"))
-
-
-def unsearchable(leaf: Leaf) -> str | None:
-    """Why a leaf can never be searched, or ``None``."""
-    t = leaf.type
-    if t == "collection":
-        return "open mapping (collection without properties)"
-    if t in ("string",):
-        if leaf.enum:
-            return None
-        return "path/file string" if _PATHLIKE.search(leaf.name.rsplit(".", 1)[-1]) else "string without enum"
-    if t in ("categorical", "ordered_int") and not leaf.enum:
-        return f"{t} without enum"
-    if t in ("subset_list", "optional_list") and not leaf.enum:
-        return f"{t} without enum"
-    if t in ("list", "list_2"):
-        if leaf.enum or isinstance(leaf.minimum, list) and isinstance(leaf.maximum, list):
-            return None
-        if t == "list":
-            return "free-form list (no enum or bounds)"
-        if is_milestones(leaf.name):
-            return None
-        if not (isinstance(leaf.default, list) and leaf.default and all(is_number(v) for v in leaf.default)):
-            return "list_2 without bounds or a numeric default"
-    if t in ("int", "float") and leaf.default is None and not (is_number(leaf.minimum) and is_number(leaf.maximum)):
-        return "number without default or finite bounds"
-    return None
-
-
-def select(schema: Schema, include: Iterable[str] | None) -> tuple[list[str], list[tuple[str, str]]]:
-    """Which leaves are searched (schema order) and why each other leaf is not."""
-    reasons = {name: unsearchable(leaf) for name, leaf in schema.leaves.items()}
-    if include is not None:
-        chosen: set[str] = set()
-        known = list(schema.leaves) + list(schema.collections)
-        for name in include:
-            if name in schema.leaves:
-                if reasons[name]:
-                    raise SpecError(f"{schema.path}: parameter '{name}' cannot be searched: {reasons[name]}")
-                chosen.add(name)
-            elif name in schema.collections:
-                chosen |= {n for n in schema.leaves if n.startswith(name + ".") and not reasons[n]}
-            else:
-                raise SpecError(f"{schema.path}: unknown parameter '{name}' in include{did_you_mean(name, known)}")
-        searched = [n for n in schema.leaves if n in chosen]
-        skipped = [(n, reasons[n] or "not in --include") for n in schema.leaves if n not in chosen]
-        return searched, skipped
-
-    defaults: set[str] = set()
-    for name in schema.default_parameters:
-        if name in schema.leaves:
-            defaults.add(name)
-        elif name in schema.collections:
-            defaults |= {n for n in schema.leaves if n.startswith(name + ".")}
-    use_list = bool(schema.default_parameters)
-    searched, skipped = [], []
-    for name, leaf in schema.leaves.items():
-        reason = reasons[name]
-        if reason is None and leaf.automl_enabled is False:
-            reason = "automl_enabled: false"
-        if reason is None and name in schema.disabled:
-            reason = f"named in automl_disabled_parameters ({schema.disabled[name]})"
-        if reason is None:
-            if use_list and name not in defaults:
-                anc = next((a for a in schema.ancestors(name) if a in schema.disabled), None)
-                reason = f"under disabled collection '{anc}'" if anc else "not in automl_default_parameters"
-            elif not use_list:
-                anc = next((a for a in schema.ancestors(name) if a in schema.disabled), None)
-                if anc:
-                    reason = f"under disabled collection '{anc}'"
-                elif leaf.automl_enabled is not True:
-                    reason = "not marked automl_enabled"
-        if reason is None:
-            searched.append(name)
-        else:
-            skipped.append((name, reason))
-    return searched, skipped
 
 
 def _flat(fixed: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -335,7 +254,7 @@ class Compiler:
                      relations=self._relations(leaf), notes=notes)
         if p.log and p.low < 1:
             raise self.error(leaf.name, "log scale on an int needs a minimum >= 1")
-        if not _nonempty(p):
+        if not nonempty(p):
             raise self.error(leaf.name, f"no int in [{lo}, {hi}] satisfies math_cond '{leaf.math_cond}'")
         return p
 
@@ -411,19 +330,19 @@ class Compiler:
             if isinstance(child, KernelParam):
                 for size in child.searched_parents:
                     if isinstance(params.get(size), (IntParam, FloatParam)):
-                        self._bound_parent(params[size], "at_most", 3, 3, f"so that {name} fits a 3x3 kernel")
+                        bound_parent(params[size], "at_most", 3, 3, f"so that {name} fits a 3x3 kernel")
             if isinstance(child, MilestonesParam) and child.budget_searched:
                 budget = params.get(child.budget_param)
                 if isinstance(budget, (IntParam, FloatParam)):
-                    self._bound_parent(budget, "<", 1, 1, f"so that {name} has a milestone")
+                    bound_parent(budget, "<", 1, 1, f"so that {name} has a milestone")
             for rel in getattr(child, "relations", []):
                 parent = params.get(rel.parent)
                 why = f"so that {name} can be {rel.text()}"
                 if isinstance(parent, (IntParam, FloatParam)) and rel.op != "multiple":
-                    cmin, cmax = _static_range(child)
-                    self._bound_parent(parent, rel.op, cmin, cmax, why)
+                    cmin, cmax = static_range(child)
+                    bound_parent(parent, rel.op, cmin, cmax, why)
                 elif parent is not None:
-                    self._filter_parent(parent, lambda c, child=child, rel=rel: _child_feasible(child, rel, c), why)
+                    filter_parent(parent, lambda c, child=child, rel=rel: child_feasible(child, rel, c), why)
         # fixed dependents of searched parents
         for name, leaf in self.schema.leaves.items():
             if name in params:
@@ -435,157 +354,37 @@ class Compiler:
                     continue
                 why = f"fixed {name}={value} must be {rel.text()}"
                 if not isinstance(parent, (IntParam, FloatParam)):
-                    self._filter_parent(parent, lambda c, v=value, rel=rel: rel.holds(v, c), why)
+                    filter_parent(parent, lambda c, v=value, rel=rel: rel.holds(v, c), why)
                 elif rel.op == "multiple":
                     if isinstance(parent, IntParam) and is_int(value):
                         parent.divides.append(int(value))
                         parent.notes.append(f"divides {value} ({why})")
                 else:
-                    self._bound_parent(parent, rel.op, value, value, why)
+                    bound_parent(parent, rel.op, value, value, why)
             if leaf.type == "list_2" and is_milestones(name) and isinstance(value, list) and value:
                 key = self.epoch_key(name)
                 parent = params.get(key) if key else None
                 if isinstance(parent, (IntParam, FloatParam)) and all(is_number(v) for v in value):
-                    self._bound_parent(parent, "<", max(value), max(value), f"fixed milestones {name}={value}")
+                    bound_parent(parent, "<", max(value), max(value), f"fixed milestones {name}={value}")
             if leaf.type == "list_3" and isinstance(value, list) and value and is_number(value[0]) and value[0] >= 3:
                 for p in leaf.depends_on:
                     parent = params.get(p)
                     if isinstance(parent, (IntParam, FloatParam)):
-                        self._bound_parent(parent, "at_most", 10 * value[0], 10 * value[0],
-                                           f"fixed kernel {name}={value} needs {p} >= {10 * value[0]}")
+                        bound_parent(parent, "at_most", 10 * value[0], 10 * value[0],
+                                     f"fixed kernel {name}={value} needs {p} >= {10 * value[0]}")
         for p in params.values():
-            if isinstance(p, IntParam) and not _nonempty(p):
+            if isinstance(p, IntParam) and not nonempty(p):
                 raise self.error(p.name, "no value is left after applying the constraints of its dependents: "
                                          + "; ".join(p.notes))
             if isinstance(p, FloatParam) and p.low > p.high:
                 raise self.error(p.name, "empty range after applying the constraints of its dependents: "
                                          + "; ".join(p.notes))
 
-    @staticmethod
-    def _filter_parent(parent: Param, ok, why: str) -> None:
-        """Drop the parent's values for which no dependent value exists (ints: as exclusions)."""
-        if isinstance(parent, CategoricalParam):
-            if not all(is_number(c) for c in parent.choices):
-                return
-            keep = [i for i, c in enumerate(parent.choices) if ok(c)]
-            if len(keep) < len(parent.choices):
-                dropped = [parent.choices[i] for i in range(len(parent.choices)) if i not in keep]
-                if parent.weights is not None:
-                    parent.weights = [parent.weights[i] for i in keep]
-                parent.choices = [parent.choices[i] for i in keep]
-                parent.notes.append(f"not {dropped} ({why})")
-        elif isinstance(parent, IntParam):
-            plan = parent.plan({})
-            candidates = plan if isinstance(plan, list) else range(plan[0], plan[1] + 1, plan[2])
-            if len(candidates) > 100_000:
-                return
-            bad = [v for v in candidates if not ok(v)]
-            if bad:
-                parent.excluded += bad
-                shown = ", ".join(map(str, bad[:6])) + (", ..." if len(bad) > 6 else "")
-                parent.notes.append(f"not {shown} ({why})")
-
-    @staticmethod
-    def _bound_parent(parent: Param, op: str, cmin: float, cmax: float, why: str) -> None:
-        integer = isinstance(parent, IntParam)
-        if op in (">", ">="):          # child > parent: parent below the child's largest value
-            limit = cmax - 1 if (op == ">" and integer) else cmax
-            if limit < parent.high:
-                parent.high = int(math.floor(limit)) if integer else float(limit)
-                if op == ">" and not integer:
-                    parent.high_open = True
-                parent.notes.append(f"<= {limit:g} ({why})")
-        elif op in ("<", "<=", "at_most"):  # child <= parent: parent above the child's smallest value
-            limit = cmin + 1 if (op == "<" and integer) else cmin
-            if limit > parent.low:
-                parent.low = int(math.ceil(limit)) if integer else float(limit)
-                if op == "<" and not integer:
-                    parent.low_open = True
-                parent.notes.append(f">= {limit:g} ({why})")
-        elif op == "multiple" and cmax < parent.high:
-            parent.high = int(cmax) if integer else float(cmax)
-            parent.notes.append(f"<= {cmax:g} ({why})")
-
-
-def _child_feasible(child: Param, rel: Relation, parent_value: float) -> bool:
-    """Whether some value of a searched ``child`` satisfies ``rel`` against ``parent_value``."""
-    if isinstance(child, IntParam):
-        plan = child.plan({})
-        if isinstance(plan, list):
-            return any(rel.holds(v, parent_value) for v in plan)
-        lo, hi, step = plan
-        if rel.op == "multiple":
-            if not is_int(parent_value) or parent_value <= 0:
-                return False
-            both = step * int(parent_value) // math.gcd(step, int(parent_value))
-            return -(-lo // both) * both <= hi
-        values = range(lo, hi + 1, step)
-        return any(rel.holds(v, parent_value) for v in (values if len(values) <= 100_000 else (lo, hi)))
-    if isinstance(child, FloatParam):
-        return rel.op == "multiple" or rel.holds(child.low, parent_value) or rel.holds(child.high, parent_value)
-    return True
-
-
-def _static_range(p: Param) -> tuple[float, float]:
-    if isinstance(p, IntParam):
-        plan = p.plan({})
-        if isinstance(plan, list):
-            return (min(plan), max(plan)) if plan else (p.low, p.high)
-        return plan[0], plan[1]
-    if isinstance(p, FloatParam):
-        return p.low, p.high
-    return -math.inf, math.inf
-
-
-def _nonempty(p: IntParam) -> bool:
-    plan = p.plan({})
-    return bool(plan) if isinstance(plan, list) else plan[0] <= plan[1]
-
 
 def _num_or(value: Any, fallback: float) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
         return float(value)
     return fallback
-
-
-def _fold(p: Param, context: Mapping[str, Any]) -> None:
-    """Turn relations to parents that are not searched into plain bounds (so Ray gets native domains)."""
-    if not isinstance(p, (IntParam, FloatParam)):
-        return
-    kept = []
-    for rel in p.relations:
-        if rel.parent not in context:
-            kept.append(rel)
-            continue
-        v = context[rel.parent]
-        if not is_number(v):
-            continue
-        integer = isinstance(p, IntParam)
-        note = f"{rel.text()} (fixed at {v})"
-        if rel.op == ">":
-            if integer:
-                p.low = max(p.low, math.floor(v) + 1)
-            elif v >= p.low:
-                p.low, p.low_open = float(v), True
-        elif rel.op == ">=":
-            p.low = max(p.low, math.ceil(v)) if integer else max(p.low, float(v))
-        elif rel.op == "<":
-            if integer:
-                p.high = min(p.high, math.ceil(v) - 1)
-            elif v <= p.high:
-                p.high, p.high_open = float(v), True
-        elif rel.op in ("<=", "at_most"):
-            p.high = min(p.high, math.floor(v)) if integer else min(p.high, float(v))
-        elif rel.op == "!=":
-            p.excluded.append(int(v) if integer else float(v))
-        elif rel.op == "multiple":
-            if integer and is_int(v) and v > 0:
-                p.step = p.step * int(v) // math.gcd(p.step, int(v))
-            else:
-                kept.append(rel)
-                continue
-        p.notes.append(note)
-    p.relations = kept
 
 
 def _f(x: float | None) -> str:
@@ -609,8 +408,8 @@ def compile_params(schema: Schema, include=None, overrides=None, fixed=None):
             if ref not in params:
                 context[ref] = c.value_of(ref)
     for p in params.values():
-        _fold(p, context)
-        if isinstance(p, IntParam) and not _nonempty(p) or isinstance(p, FloatParam) and p.low > p.high:
+        fold_fixed_parents(p, context)
+        if isinstance(p, IntParam) and not nonempty(p) or isinstance(p, FloatParam) and p.low > p.high:
             raise c.error(p.name, "no value satisfies its constraints with the fixed values: " + "; ".join(p.notes))
     baseline = {name: c.value_of(name) for name in order}
     return [params[n] for n in order], context, baseline, c.skipped, list(schema.warnings)

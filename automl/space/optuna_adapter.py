@@ -9,14 +9,21 @@ suffix: ``__u`` for a weighted choice's uniform, ``__n``/``__u{i}`` for list siz
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from automl.space.sources import _BELOW_ONE, Source
 
 if TYPE_CHECKING:
     import optuna
 
-    from automl.space.space import SearchSpace
+
+class DrawableSpace(Protocol):
+    """What this module reads of a :class:`automl.space.space.SearchSpace` (which imports this module,
+    so this one names only the methods it calls)."""
+
+    def draw(self, src: Source) -> dict[str, Any]: ...
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]: ...
 
 
 class TrialSource(Source):
@@ -44,11 +51,11 @@ class TrialSource(Source):
         return min(float(self.trial.suggest_float(key, 0.0, 1.0)), _BELOW_ONE)
 
 
-def suggest(space: SearchSpace, trial: optuna.Trial) -> dict[str, Any]:
+def suggest(space: DrawableSpace, trial: optuna.Trial) -> dict[str, Any]:
     return space.draw(TrialSource(trial))
 
 
-def sample_optuna(space: SearchSpace, n: int, seed: int) -> list[dict[str, Any]]:
+def sample_optuna(space: DrawableSpace, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` configs from an in-memory study with ``RandomSampler(seed)`` (reproducible by seed)."""
     import optuna
 

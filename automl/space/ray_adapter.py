@@ -15,13 +15,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from automl.space.sources import UnitSource
 
 if TYPE_CHECKING:
     from automl.space.params import Param
-    from automl.space.space import SearchSpace
+
+
+class RaySpace(Protocol):
+    """What this module reads of a :class:`automl.space.space.SearchSpace` (which imports this module,
+    so this one names only the attributes it uses)."""
+
+    params: list[Param]
+    context: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def to_ray(self) -> dict[str, Any]: ...
+
+    def from_ray(self, config: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def _config_of(spec: Any, names: set[str]) -> Any:
@@ -33,7 +47,7 @@ def _config_of(spec: Any, names: set[str]) -> Any:
     return spec
 
 
-def _decoder(space: SearchSpace, param: Param):
+def _decoder(space: RaySpace, param: Param):
     names = set(space.names)
     context = dict(space.context)
     parents = [p for p in param.parents if p in names]
@@ -48,7 +62,7 @@ def _decoder(space: SearchSpace, param: Param):
     return decode
 
 
-def to_ray(space: SearchSpace) -> dict[str, Any]:
+def to_ray(space: RaySpace) -> dict[str, Any]:
     from ray import tune
 
     param_space: dict[str, Any] = {}
@@ -63,12 +77,12 @@ def to_ray(space: SearchSpace) -> dict[str, Any]:
     return param_space
 
 
-def _native(space: SearchSpace, p: Param) -> Any:
+def _native(space: RaySpace, p: Param) -> Any:
     names = set(space.names)
     return None if any(parent in names for parent in p.parents) else p.ray_domain()
 
 
-def to_ray_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+def to_ray_config(space: RaySpace, config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` as a resolved Ray config: every searched name, plus the helper units that the
     ``sample_from`` entries of :func:`to_ray` would decode into the same values."""
     from automl.space.sources import unit_of
@@ -84,7 +98,7 @@ def to_ray_config(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def from_ray(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+def from_ray(space: RaySpace, config: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _plain(config[name]) for name in space.names if name in config}
 
 
@@ -96,7 +110,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def sample_ray(space: SearchSpace, n: int, seed: int) -> list[dict[str, Any]]:
+def sample_ray(space: RaySpace, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` configs resolved by Ray Tune's own variant generator (no cluster is started)."""
     import numpy as np
     from ray.tune.search.variant_generator import generate_variants

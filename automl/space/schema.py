@@ -48,7 +48,6 @@ TYPE_ALIASES = {
     "optional_list": "optional_list",
     "collection": "collection", "object": "collection",
 }
-NUMERIC = ("int", "float")
 
 
 @dataclass

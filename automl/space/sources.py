@@ -18,12 +18,23 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 #: largest float below 1.0: a unit draw is always in [0, 1)
 _BELOW_ONE = math.nextafter(1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One draw that reproduces a value: ``result`` is what ``Source.<method>(key, *args)`` returned."""
+
+    key: str
+    result: Any
+    method: str            # "float", "int", "categorical" or "unit"
+    args: tuple = ()
 
 
 class Source(abc.ABC):
@@ -117,10 +128,8 @@ def pick_without_replacement(src: Source, key: str, pool: list[Any], k: int) -> 
     return out
 
 
-def encode_picks(key: str, pool: list[Any], picked: list[Any]) -> list[Any]:
+def encode_picks(key: str, pool: list[Any], picked: list[Any]) -> list[Draw]:
     """The unit draws ``key__u{i}`` that make :func:`pick_without_replacement` return ``picked``."""
-    from automl.space.params import Draw
-
     pool = list(pool)
     out = []
     for i, item in enumerate(picked):
@@ -130,7 +139,7 @@ def encode_picks(key: str, pool: list[Any], picked: list[Any]) -> list[Any]:
     return out
 
 
-def unit_of(draw: Any) -> float:
+def unit_of(draw: Draw) -> float:
     """The ``U[0, 1)`` value that :class:`UnitSource` maps to ``draw.result`` (inverse CDFs)."""
     if draw.method == "unit":
         return float(draw.result)
