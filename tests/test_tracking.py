@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from automl.reporting import FileReporter
 from automl.tracking import NullTracker, create_tracker, track_training_run
-from automl.tracking.mlflow_tracker import MlflowTracker
+from automl.tracking.mlflow import MlflowTracker
 from automl.tracking.spool import Spool
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from _tracking_helpers import MONITOR, TRIALS, check_search, play_search
 from mlflow import MlflowClient
 
 from automl.tracking import create_tracker
-from automl.tracking.mlflow_tracker import MlflowTracker
+from automl.tracking.mlflow import MlflowTracker
 from automl.tracking.spool import Spool
 
 

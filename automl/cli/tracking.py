@@ -76,7 +76,7 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Send the tracking events a run kept locally (server unreachable during the run) to its store."""
-    from automl.tracking.mlflow_tracker import MlflowWriter
+    from automl.tracking.mlflow import MlflowWriter
     from automl.tracking.spool import DeliveryLock, Spool, TransientError, replay
     from automl.tracking.store import TrackingState
 

@@ -5,7 +5,7 @@
 :class:`Delivery` thread sends what lies past the cursor, so hooks return at once, a dead or slow
 server never stalls training, and a crash or an outage loses nothing: the next tracker on the folder
 (or ``automl sync``) picks up where the cursor stopped. Operations are written so that sending one
-twice does no harm (see :mod:`automl.tracking.mlflow_tracker`), which makes a crash between delivery
+twice does no harm (see :mod:`automl.tracking.mlflow`), which makes a crash between delivery
 and the cursor update harmless too.
 
 Why not MLflow's own async logging: it keeps its queue in memory only and has no replay after an
