@@ -107,14 +107,51 @@ class TrainerPlugin(abc.ABC):
         return self.data_keys(cache_dir)
 
     # -- actions --------------------------------------------------------------------------------
-    @abc.abstractmethod
     def train(
         self,
         spec: Mapping[str, Any],
         results_dir: Path,
         reporter: Reporter | None = None,
         max_epochs: int | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Seed, build the data, build the model, fit (:func:`automl.training.runner.fit`).
+
+        Lightning trainers supply the parts (:meth:`train_spec`, :meth:`build_datamodule`,
+        :meth:`build_module`, and where they differ :meth:`fit_monitor` and :meth:`train_summary`);
+        a trainer without Lightning overrides this method whole.
+        """
+        from automl.training.runner import fit, horizon, seed_from_spec
+
+        spec = self.train_spec(spec)
+        seed_from_spec(spec)  # before anything is built: the initial weights follow train.seed too
+        datamodule = self.build_datamodule(spec)
+        module = self.build_module(spec, datamodule)
+        monitor = self.fit_monitor(datamodule, reporter)
+        result = fit(module, datamodule, spec, results_dir, monitor=monitor, reporter=reporter,
+                     max_epochs=max_epochs).as_dict()
+        result.update(monitor=monitor.metric, mode=monitor.mode, num_epochs=horizon(spec, None)[0],
+                      **self.train_summary(datamodule, module))
+        return result
+
+    def train_spec(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The spec training runs on: defaults filled in, values the trainer cannot honour refused."""
+        return spec
+
+    def build_datamodule(self, spec: Mapping[str, Any]) -> Any:
+        """The ``LightningDataModule`` (reading and checking the dataset keys)."""
+        raise AutomlError(f"model '{self.name}' has no train action")
+
+    def build_module(self, spec: Mapping[str, Any], datamodule: Any) -> Any:
+        """The ``LightningModule``, with any pretrained weights the spec names already loaded."""
+        raise AutomlError(f"model '{self.name}' has no train action")
+
+    def fit_monitor(self, datamodule: Any, reporter: Reporter | None) -> Monitor:
+        """The metric that picks ``best.ckpt`` for this run (the search's ``monitor`` by default)."""
+        return self.monitor
+
+    def train_summary(self, datamodule: Any, module: Any) -> dict[str, Any]:
+        """Trainer-specific entries of the train result (data sizes, pretrained-weight notes)."""
+        return {}
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         raise AutomlError(f"model '{self.name}' has no evaluate action")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.errors import AutomlError
-from automl.spec import flatten, get_dotted, load_yaml
+from automl.spec import get_dotted, load_yaml
 
 SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEMA_PATH = SEARCH_SPACES / "ml_recog.train.schema.json"
@@ -108,7 +108,3 @@ def model_config(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"backbone": str(model.get("backbone")), "feat_dim": int(model.get("feat_dim", 256)),
             "input_width": int(model.get("input_width", 224)), "input_height": int(model.get("input_height", 224)),
             "input_channels": int(model.get("input_channels", 3))}
-
-
-def flat_keys(spec: Mapping[str, Any]) -> list[str]:
-    return sorted(flatten(spec))

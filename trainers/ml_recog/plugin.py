@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from automl.reporting import Reporter
 from trainers.ml_recog import config
 
 SPLITS = {
@@ -76,29 +75,28 @@ class MLRecogPlugin(TrainerPlugin):
                 "inference.input_path": str(data_dir / EVAL_SPLITS["query"])}
 
     # -- actions --------------------------------------------------------------------------------
-    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
-        from automl.training.runner import fit
+    def train_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return config.resolve(spec, "train")
+
+    def build_datamodule(self, spec: Mapping[str, Any]):
         from trainers.ml_recog.data import MLRecogDataModule
-        from trainers.ml_recog.model import MLRecogModule, load_pretrained
 
-        spec = config.resolve(spec, "train")
-        seed = spec["train"].get("seed")
-        if seed is not None and int(seed) >= 0:  # the initial weights too, not only the data order
-            import lightning.pytorch as pl
-
-            pl.seed_everything(int(seed), workers=True, verbose=False)
-        module = MLRecogModule(spec)
-        notes = []
-        if not str(spec["train"].get("resume_training_checkpoint_path") or "").strip():
-            notes = load_pretrained(module.net, spec)
         datamodule = MLRecogDataModule(spec)
         datamodule.check()
-        result = fit(module, datamodule, spec, results_dir, monitor=self.monitor, reporter=reporter, max_epochs=max_epochs)
-        out = result.as_dict()
-        out.update(monitor=self.monitor.metric, mode=self.monitor.mode, num_epochs=int(spec["train"]["num_epochs"]),
-                   notes=notes, metrics=module.last_metrics)
-        return out
+        return datamodule
+
+    def build_module(self, spec: Mapping[str, Any], datamodule):
+        from trainers.ml_recog.model import load_pretrained
+        from trainers.ml_recog.module import MLRecogModule
+
+        module = MLRecogModule(spec)
+        # resuming restores the trained weights; pretrained ones would only be overwritten
+        resuming = str(spec["train"].get("resume_training_checkpoint_path") or "").strip()
+        module.pretrained_notes = [] if resuming else load_pretrained(module.net, spec)
+        return module
+
+    def train_summary(self, datamodule, module) -> dict[str, Any]:
+        return {"notes": module.pretrained_notes, "metrics": module.last_metrics}
 
     def _embed(self, net, paths_or_set, spec, batch_size: int):
         import torch
@@ -124,7 +122,7 @@ class MLRecogPlugin(TrainerPlugin):
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "evaluate")
-        net, meta = load_network(config.required(spec, "evaluate.checkpoint"), "evaluate.checkpoint")
+        net, meta = load_network(spec["evaluate"].get("checkpoint"), "evaluate.checkpoint")
         result = self.evaluate_network(net, self._eval_spec(spec, "evaluate", meta))
         return {"checkpoint": str(spec["evaluate"]["checkpoint"]), **result}
 
@@ -161,7 +159,7 @@ class MLRecogPlugin(TrainerPlugin):
 
         spec = config.resolve(spec, "inference")
         inf = spec["inference"]
-        net, meta = load_network(config.required(spec, "inference.checkpoint"), "inference.checkpoint")
+        net, meta = load_network(inf.get("checkpoint"), "inference.checkpoint")
         spec = self._eval_spec(spec, "inference", meta)
         ref_root, _ = val_sets(spec, need_query=False)
         tf = eval_transform(spec)
@@ -199,25 +197,16 @@ class MLRecogPlugin(TrainerPlugin):
         return result
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        import torch
-
-        from automl.training.onnx_export import export_onnx, onnx_parity
+        from automl.training.onnx_export import export_with_parity
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "export")
         exp = spec.get("export") or {}
-        net, meta = load_network(config.required(spec, "export.checkpoint"), "export.checkpoint")
+        net, meta = load_network(exp.get("checkpoint"), "export.checkpoint")
         m = meta["model"]
         shape = (int(m["input_channels"]), int(m["input_height"]), int(m["input_width"]))
-        onnx_file = str(exp.get("onnx_file") or "").strip() or str(Path(results_dir) / "model.onnx")
-        batch = int(exp.get("batch_size", -1))
-        path = export_onnx(net, onnx_file, shape, batch_size=batch, opset_version=int(exp.get("opset_version") or 17))
-        generator = torch.Generator().manual_seed(0)
-        probe = torch.randn(3 if batch <= 0 else batch, *shape, generator=generator)
-        parity = onnx_parity(net, path, probe)
-        return {"onnx_file": str(path), "input_shape": ["batch" if batch <= 0 else batch, *shape],
-                "output_dim": int(m["feat_dim"]), "opset_version": int(exp.get("opset_version") or 17),
-                "parity": parity, "checkpoint": str(exp["checkpoint"])}
+        return {**export_with_parity(net, exp, results_dir, shape), "output_dim": int(m["feat_dim"]),
+                "checkpoint": str(exp["checkpoint"])}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         import numpy as np

@@ -12,14 +12,12 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from automl.reporting import Reporter
 from automl.spec import apply_config
-from automl.training.checkpoints import load_checkpoint
 from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
 from trainers.reid.market1501 import scan_folder
-from trainers.reid.metrics import summary
-from trainers.reid.module import build_net, flip_embed, retrieval_metrics
+from trainers.reid.metrics import retrieval_metrics, summary
+from trainers.reid.model import flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
 
 SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -27,20 +25,6 @@ SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-
-
-def load_model(path: str, key: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The retrieval network of a checkpoint written by :meth:`ReidTrainer.train`, and its train spec."""
-    if not str(path or "").strip() or str(path) == "???":
-        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of a reid train run")
-    ckpt = load_checkpoint(path, key=key)
-    meta = ckpt.get("automl")
-    if not isinstance(meta, Mapping) or meta.get("model") != "reid":
-        raise AutomlError(f"{key}: {path} is not a checkpoint of the reid trainer")
-    net = build_net(meta["spec"], int(meta["num_classes"]))
-    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.eval(), dict(meta["spec"])
 
 
 @torch.no_grad()
@@ -108,23 +92,26 @@ class ReidTrainer(TrainerPlugin):
         }
 
     # -- actions ------------------------------------------------------------------------------
-    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
-        from automl.training.runner import fit
+    def train_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        # TAO's reid names the clipping norm train.grad_clip; the shared runner reads train.clip_grad_norm.
+        return apply_config(spec, {"train.clip_grad_norm": float(spec.get("train", {}).get("grad_clip", 0.0) or 0.0)})
+
+    def build_datamodule(self, spec: Mapping[str, Any]):
         from trainers.reid.data import ReidDataModule
+
+        return ReidDataModule(spec)
+
+    def build_module(self, spec: Mapping[str, Any], datamodule):
         from trainers.reid.module import ReidModule
 
-        datamodule = ReidDataModule(spec)
-        module = ReidModule(spec, datamodule.num_classes, datamodule.num_query, datamodule.train_set.pids)
-        # TAO's reid names the clipping norm train.grad_clip; the shared runner reads train.clip_grad_norm.
-        run_spec = apply_config(spec, {"train.clip_grad_norm": float(spec.get("train", {}).get("grad_clip", 0.0) or 0.0)})
-        result = fit(module, datamodule, run_spec, results_dir, monitor=self.monitor, reporter=reporter,
-                     max_epochs=max_epochs).as_dict()
-        result.update({"num_classes": datamodule.num_classes, "num_query": datamodule.num_query,
-                       "num_gallery": len(datamodule.gallery)})
+        return ReidModule(spec, datamodule.num_classes, datamodule.num_query, datamodule.train_set.pids)
+
+    def train_summary(self, datamodule, module) -> dict[str, Any]:
+        out = {"num_classes": datamodule.num_classes, "num_query": datamodule.num_query,
+               "num_gallery": len(datamodule.gallery)}
         if module.missing_pretrained:
-            result["pretrained_missing_keys"] = len(module.missing_pretrained)
-        return result
+            out["pretrained_missing_keys"] = len(module.missing_pretrained)
+        return out
 
     def _query_gallery(self, spec: Mapping[str, Any], action: str, strict: bool):
         query = scan_folder(_section_value(spec, action, "query_dataset", "query_dataset_dir"),
@@ -140,7 +127,7 @@ class ReidTrainer(TrainerPlugin):
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         results_dir = Path(results_dir)
         section = spec.get("evaluate") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "evaluate.checkpoint")
+        net, train_spec = load_trained(section.get("checkpoint", ""), "evaluate.checkpoint")
         query, gallery = self._query_gallery(spec, "evaluate", strict=True)
         batch = self._batch(spec, "evaluate", train_spec)
         q_feat, g_feat = embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
@@ -173,7 +160,7 @@ class ReidTrainer(TrainerPlugin):
         """Ranked gallery matches per query (JSON). No identity filtering: names need not be Market-1501."""
         results_dir = Path(results_dir)
         section = spec.get("inference") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "inference.checkpoint")
+        net, train_spec = load_trained(section.get("checkpoint", ""), "inference.checkpoint")
         query, gallery = self._query_gallery(spec, "inference", strict=False)
         batch = self._batch(spec, "inference", train_spec)
         q = torch.nn.functional.normalize(embed(net, query, train_spec, batch), dim=1)
@@ -191,19 +178,12 @@ class ReidTrainer(TrainerPlugin):
         return {"output_file": str(out), "num_query": len(query), "num_gallery": len(gallery), "top_k": top_k}
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        from automl.training.onnx_export import export_onnx, onnx_parity
+        from automl.training.onnx_export import export_with_parity
 
-        results_dir = Path(results_dir)
         section = spec.get("export") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "export.checkpoint")
+        net, train_spec = load_trained(section.get("checkpoint", ""), "export.checkpoint")
         h, w = input_hw(train_spec)  # the trained input size, whatever the export section says
-        out = Path(str(section.get("onnx_file") or "").strip() or results_dir / "model.onnx")
-        export_onnx(net, out, (3, h, w), batch_size=int(section.get("batch_size", -1) or -1),
-                    opset_version=int(section.get("opset_version", 17) or 17))
-        parity = onnx_parity(net, out, torch.randn(4, 3, h, w, generator=torch.Generator().manual_seed(0)))
-        if parity["max_abs_diff"] > 1e-4:
-            raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} (> 1e-4) for {out}")
-        return {"onnx_file": str(out), "input_shape": [3, h, w], "embedding_dim": int(net.feat_dim), "parity": parity}
+        return {**export_with_parity(net, section, results_dir, (3, h, w)), "embedding_dim": int(net.feat_dim)}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. TAO's reid has no such action;
