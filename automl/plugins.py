@@ -41,7 +41,8 @@ class Monitor:
 
 
 class TrainerPlugin(abc.ABC):
-    """One model's trainer. Subclasses set the class attributes and implement the actions.
+    """One model's trainer. Subclasses set the class attributes and implement the actions; a
+    Lightning trainer supplies the parts of :meth:`train` (see there) instead of the whole action.
 
     Every action takes the resolved spec (a nested dict in the TAO layout) and a results directory,
     writes its outputs there, and returns a JSON-serialisable dict of results (also written to
@@ -70,14 +71,27 @@ class TrainerPlugin(abc.ABC):
     #: evaluate at. With both, a search reports baseline and winner on that split (None: validation only).
     evaluation_metric: ClassVar[str | None] = None
 
-    # -- metadata -----------------------------------------------------------------------------
-    @abc.abstractmethod
-    def schema_path(self) -> Path:
-        """The train schema in TAO's dialect (``search_spaces/<name>.train.schema.json``)."""
+    #: where :meth:`schema_path` and :meth:`spec_template` look: ``<spec_dir>/<name>.train.schema.json``
+    #: and ``<spec_dir>/<name>/spec_template_<action>.yaml`` (the layout of search_spaces/). A plugin
+    #: that keeps them elsewhere overrides the two methods instead.
+    spec_dir: ClassVar[Path | None] = None
 
-    @abc.abstractmethod
+    # -- metadata -----------------------------------------------------------------------------
+    def schema_path(self) -> Path:
+        """The train schema in TAO's dialect."""
+        if self.spec_dir is None:
+            raise AutomlError(f"model '{self.name}' names no train schema")
+        return self.spec_dir / f"{self.name}.train.schema.json"
+
     def spec_template(self, action: str = "train") -> Path:
         """The default spec YAML for an action."""
+        folder = (self.spec_dir or Path()) / self.name
+        path = folder / f"spec_template_{action}.yaml"
+        if self.spec_dir is None or not path.is_file():
+            have = sorted(p.stem.removeprefix("spec_template_") for p in folder.glob("spec_template_*.yaml"))
+            raise AutomlError(f"model '{self.name}' has no spec template for action '{action}'"
+                              f"{'; available: ' + ', '.join(have) if have else ''}")
+        return path
 
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
         """Generate a dataset in this model's TAO layout under ``out_dir`` (``automl data make``).

@@ -11,12 +11,10 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
+from trainers import SEARCH_SPACES
 from automl.reporting import FileReporter, Reporter
 from automl.training.checkpoints import load_automl_checkpoint, strip_prefix
 from trainers.mae import synth
-
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -43,15 +41,7 @@ class MaeTrainer(TrainerPlugin):
     monitor = Monitor("val_accuracy", "max")
     metrics = ("val_recon_loss", "knn_accuracy", "val_top1", "val_loss")
     evaluation_metric = "val_accuracy"  # what evaluate logs for both stages (finetune top-1, pretrain k-NN)
-
-    def schema_path(self) -> Path:
-        return SEARCH_SPACES / "mae.train.schema.json"
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = SEARCH_SPACES / "mae" / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"model 'mae' has no spec template for action '{action}' (train, evaluate, inference, export, gen_trt_engine)")
-        return path
+    spec_dir = SEARCH_SPACES
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from automl.errors import AutomlError
 from automl.spec import get_dotted, load_yaml
+from trainers import SEARCH_SPACES
 
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-SCHEMA_PATH = SEARCH_SPACES / "ml_recog.train.schema.json"
 TEMPLATE_DIR = SEARCH_SPACES / "ml_recog"
 MONITOR = "val Precision at Rank 1"
 

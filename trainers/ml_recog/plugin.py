@@ -26,16 +26,7 @@ class MLRecogPlugin(TrainerPlugin):
     metrics: ClassVar[tuple[str, ...]] = ("val Mean Average Precision", "val r-Precision", "val Mean Reciprocal Rank",
                                           "train_loss")
     evaluation_metric: ClassVar[str | None] = "Precision at Rank 1"
-
-    # -- metadata -------------------------------------------------------------------------------
-    def schema_path(self) -> Path:
-        return config.SCHEMA_PATH
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = config.TEMPLATE_DIR / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"ml_recog has no spec template for action '{action}'")
-        return path
+    spec_dir: ClassVar[Path | None] = config.SEARCH_SPACES
 
     # -- data -----------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
+from trainers import SEARCH_SPACES
 from automl.spec import apply_config
 from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
@@ -19,9 +20,6 @@ from trainers.reid.market1501 import scan_folder
 from trainers.reid.metrics import retrieval_metrics, summary
 from trainers.reid.model import flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
-
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -51,15 +49,7 @@ class ReidTrainer(TrainerPlugin):
     monitor = Monitor("cmc_rank_1", "max")
     metrics = ("cmc_rank_5", "cmc_rank_10", "mAP")
     evaluation_metric = "cmc_rank_1"
-
-    def schema_path(self) -> Path:
-        return SEARCH_SPACES / "reid.train.schema.json"
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = SEARCH_SPACES / "reid" / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"model 'reid' has no spec template for action '{action}' (train, evaluate, inference, export)")
-        return path
+    spec_dir = SEARCH_SPACES
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -113,24 +103,22 @@ class ReidTrainer(TrainerPlugin):
             out["pretrained_missing_keys"] = len(module.missing_pretrained)
         return out
 
-    def _query_gallery(self, spec: Mapping[str, Any], action: str, strict: bool):
+    def _embedded(self, spec: Mapping[str, Any], action: str, strict: bool):
+        """The checkpoint's train spec, the query and gallery images of ``action`` and their embeddings."""
+        section = spec.get(action) or {}
+        net, train_spec = load_trained(section.get("checkpoint", ""), f"{action}.checkpoint")
         query = scan_folder(_section_value(spec, action, "query_dataset", "query_dataset_dir"),
                             f"{action}.query_dataset", strict=strict)
         gallery = scan_folder(_section_value(spec, action, "test_dataset", "test_dataset_dir"),
                               f"{action}.test_dataset", strict=strict)
-        return query, gallery
-
-    def _batch(self, spec: Mapping[str, Any], action: str, train_spec: Mapping[str, Any]) -> int:
-        size = int((spec.get(action) or {}).get("batch_size", -1) or -1)
-        return size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
+        size = int(section.get("batch_size", -1) or -1)
+        batch = size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
+        return train_spec, query, gallery, embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         results_dir = Path(results_dir)
         section = spec.get("evaluate") or {}
-        net, train_spec = load_trained(section.get("checkpoint", ""), "evaluate.checkpoint")
-        query, gallery = self._query_gallery(spec, "evaluate", strict=True)
-        batch = self._batch(spec, "evaluate", train_spec)
-        q_feat, g_feat = embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
+        train_spec, query, gallery, q_feat, g_feat = self._embedded(spec, "evaluate", strict=True)
         eval_spec = dict(train_spec)
         eval_spec["re_ranking"] = spec.get("re_ranking", train_spec.get("re_ranking", {}))
         arr = lambda items, attr: np.array([getattr(i, attr) for i in items])  # noqa: E731
@@ -160,11 +148,8 @@ class ReidTrainer(TrainerPlugin):
         """Ranked gallery matches per query (JSON). No identity filtering: names need not be Market-1501."""
         results_dir = Path(results_dir)
         section = spec.get("inference") or {}
-        net, train_spec = load_trained(section.get("checkpoint", ""), "inference.checkpoint")
-        query, gallery = self._query_gallery(spec, "inference", strict=False)
-        batch = self._batch(spec, "inference", train_spec)
-        q = torch.nn.functional.normalize(embed(net, query, train_spec, batch), dim=1)
-        g = torch.nn.functional.normalize(embed(net, gallery, train_spec, batch), dim=1)
+        _, query, gallery, q_feat, g_feat = self._embedded(spec, "inference", strict=False)
+        q, g = torch.nn.functional.normalize(q_feat, dim=1), torch.nn.functional.normalize(g_feat, dim=1)
         dist = torch.cdist(q, g).numpy()
         top_k = min(int((spec.get("re_ranking") or {}).get("max_rank", 10) or 10), len(gallery))
         rows = []
