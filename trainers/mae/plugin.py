@@ -13,6 +13,7 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
 from trainers import SEARCH_SPACES
 from automl.reporting import FileReporter, Reporter
+from automl.spec import apply_config
 from automl.training.checkpoints import load_automl_checkpoint, strip_prefix
 from trainers.mae import synth
 
@@ -205,16 +206,10 @@ class MaeTrainer(TrainerPlugin):
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. Needs the tensorrt wheel and a
         GPU (a clear error otherwise; not run on the CPU-only CI)."""
-        import numpy as np
-
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
         from trainers.mae.data import eval_transform
 
-        def preprocess_for(height: int, width: int):
-            dataset = spec.get("dataset") or {}
-            tf = eval_transform({**spec, "dataset": {**dataset, "augmentation": {
-                **(dataset.get("augmentation") or {}), "input_size": int(height)}}})
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform(apply_config(spec, {"dataset.augmentation.input_size": int(height)}))
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)

@@ -200,17 +200,13 @@ class MLRecogPlugin(TrainerPlugin):
                 "checkpoint": str(exp["checkpoint"])}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        import numpy as np
-
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
         from trainers.ml_recog.data import eval_transform
 
         spec = config.resolve(spec, "gen_trt_engine")
         config.required(spec, "gen_trt_engine.onnx_file")
 
-        def preprocess_for(height: int, width: int):
-            tf = eval_transform({**spec, "model": {**spec["model"], "input_height": height, "input_width": width}})
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform({**spec, "model": {**spec["model"], "input_height": height, "input_width": width}})
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)

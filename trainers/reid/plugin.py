@@ -174,11 +174,9 @@ class ReidTrainer(TrainerPlugin):
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. TAO's reid has no such action;
         the search promotes its winner to an engine, so ours does. Needs the tensorrt wheel and a GPU
         (a clear error otherwise; not run on the CPU-only CI)."""
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
 
-        def preprocess_for(height: int, width: int):
-            tf = eval_transform(apply_config(spec, {"model.input_height": height, "model.input_width": width}))
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform(apply_config(spec, {"model.input_height": height, "model.input_width": width}))
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)
