@@ -11,11 +11,12 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from trainers import SEARCH_SPACES
 from automl.reporting import FileReporter, Reporter
 from automl.spec import apply_config
 from automl.training.checkpoints import load_automl_checkpoint, strip_prefix
+from trainers import SEARCH_SPACES
 from trainers.mae import synth
+
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -12,14 +12,15 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from trainers import SEARCH_SPACES
 from automl.spec import apply_config
+from trainers import SEARCH_SPACES
 from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
 from trainers.reid.market1501 import scan_folder
 from trainers.reid.metrics import retrieval_metrics, summary
 from trainers.reid.model import flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
+
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
