@@ -41,7 +41,8 @@ class Monitor:
 
 
 class TrainerPlugin(abc.ABC):
-    """One model's trainer. Subclasses set the class attributes and implement the actions.
+    """One model's trainer. Subclasses set the class attributes and implement the actions; a
+    Lightning trainer supplies the parts of :meth:`train` (see there) instead of the whole action.
 
     Every action takes the resolved spec (a nested dict in the TAO layout) and a results directory,
     writes its outputs there, and returns a JSON-serialisable dict of results (also written to
@@ -70,14 +71,27 @@ class TrainerPlugin(abc.ABC):
     #: evaluate at. With both, a search reports baseline and winner on that split (None: validation only).
     evaluation_metric: ClassVar[str | None] = None
 
-    # -- metadata -----------------------------------------------------------------------------
-    @abc.abstractmethod
-    def schema_path(self) -> Path:
-        """The train schema in TAO's dialect (``search_spaces/<name>.train.schema.json``)."""
+    #: where :meth:`schema_path` and :meth:`spec_template` look: ``<spec_dir>/<name>.train.schema.json``
+    #: and ``<spec_dir>/<name>/spec_template_<action>.yaml`` (the layout of search_spaces/). A plugin
+    #: that keeps them elsewhere overrides the two methods instead.
+    spec_dir: ClassVar[Path | None] = None
 
-    @abc.abstractmethod
+    # -- metadata -----------------------------------------------------------------------------
+    def schema_path(self) -> Path:
+        """The train schema in TAO's dialect."""
+        if self.spec_dir is None:
+            raise AutomlError(f"model '{self.name}' names no train schema")
+        return self.spec_dir / f"{self.name}.train.schema.json"
+
     def spec_template(self, action: str = "train") -> Path:
         """The default spec YAML for an action."""
+        folder = (self.spec_dir or Path()) / self.name
+        path = folder / f"spec_template_{action}.yaml"
+        if self.spec_dir is None or not path.is_file():
+            have = sorted(p.stem.removeprefix("spec_template_") for p in folder.glob("spec_template_*.yaml"))
+            raise AutomlError(f"model '{self.name}' has no spec template for action '{action}'"
+                              f"{'; available: ' + ', '.join(have) if have else ''}")
+        return path
 
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
         """Generate a dataset in this model's TAO layout under ``out_dir`` (``automl data make``).
@@ -107,14 +121,51 @@ class TrainerPlugin(abc.ABC):
         return self.data_keys(cache_dir)
 
     # -- actions --------------------------------------------------------------------------------
-    @abc.abstractmethod
     def train(
         self,
         spec: Mapping[str, Any],
         results_dir: Path,
         reporter: Reporter | None = None,
         max_epochs: int | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Seed, build the data, build the model, fit (:func:`automl.training.runner.fit`).
+
+        Lightning trainers supply the parts (:meth:`train_spec`, :meth:`build_datamodule`,
+        :meth:`build_module`, and where they differ :meth:`fit_monitor` and :meth:`train_summary`);
+        a trainer without Lightning overrides this method whole.
+        """
+        from automl.training.runner import fit, horizon, seed_from_spec
+
+        spec = self.train_spec(spec)
+        seed_from_spec(spec)  # before anything is built: the initial weights follow train.seed too
+        datamodule = self.build_datamodule(spec)
+        module = self.build_module(spec, datamodule)
+        monitor = self.fit_monitor(datamodule, reporter)
+        result = fit(module, datamodule, spec, results_dir, monitor=monitor, reporter=reporter,
+                     max_epochs=max_epochs).as_dict()
+        result.update(monitor=monitor.metric, mode=monitor.mode, num_epochs=horizon(spec, None)[0],
+                      **self.train_summary(datamodule, module))
+        return result
+
+    def train_spec(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The spec training runs on: defaults filled in, values the trainer cannot honour refused."""
+        return spec
+
+    def build_datamodule(self, spec: Mapping[str, Any]) -> Any:
+        """The ``LightningDataModule`` (reading and checking the dataset keys)."""
+        raise AutomlError(f"model '{self.name}' has no train action")
+
+    def build_module(self, spec: Mapping[str, Any], datamodule: Any) -> Any:
+        """The ``LightningModule``, with any pretrained weights the spec names already loaded."""
+        raise AutomlError(f"model '{self.name}' has no train action")
+
+    def fit_monitor(self, datamodule: Any, reporter: Reporter | None) -> Monitor:
+        """The metric that picks ``best.ckpt`` for this run (the search's ``monitor`` by default)."""
+        return self.monitor
+
+    def train_summary(self, datamodule: Any, module: Any) -> dict[str, Any]:
+        """Trainer-specific entries of the train result (data sizes, pretrained-weight notes)."""
+        return {}
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         raise AutomlError(f"model '{self.name}' has no evaluate action")

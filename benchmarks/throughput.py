@@ -26,7 +26,7 @@ from automl.training.runner import build_trainer
 from automl.training.schedule import warmup_multistep
 from trainers.ml_recog import config, plugin
 from trainers.ml_recog.data import MLRecogDataModule
-from trainers.ml_recog.model import OPTIMIZERS, MLRecogModule, param_groups
+from trainers.ml_recog.module import OPTIMIZERS, MLRecogModule, param_groups
 
 
 def make_spec(data: Path, epochs: int, overrides: dict) -> dict:

@@ -10,8 +10,9 @@ import torch
 from automl.errors import AutomlError
 from automl.spec import load_yaml
 from trainers.mae import plugin
-from trainers.mae.models import build_mae, create_encoder, encoder_state, masked_mse, patchify, random_mask, unpatchify
-from trainers.mae.module import knn_accuracy, load_encoder_weights, lr_factor
+from trainers.mae.model import (build_mae, create_encoder, encoder_state, load_encoder_weights, masked_mse, patchify,
+                                random_mask, unpatchify)
+from trainers.mae.module import knn_accuracy, lr_factor
 
 VIT = {"model": {"arch": "test_vit", "decoder_embed_dim": 64, "decoder_depth": 1, "timm_kwargs": {"patch_size": 8}},
        "dataset": {"augmentation": {"input_size": 32}}, "train": {"norm_pix_loss": True}}

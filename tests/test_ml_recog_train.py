@@ -13,7 +13,8 @@ import torch
 from automl.data.glyphs import split_sizes
 from automl.reporting import FileReporter, read_metrics
 from trainers.ml_recog import config, plugin
-from trainers.ml_recog.model import MLRecogModule, load_network
+from trainers.ml_recog.model import load_network
+from trainers.ml_recog.module import MLRecogModule
 
 from _ml_recog_helpers import DATA_OPTIONS, eval_spec, make_data, train_spec
 

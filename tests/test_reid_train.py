@@ -13,7 +13,7 @@ from automl.errors import AutomlError
 from automl.reporting import read_metrics
 from automl.spec import apply_config, load_yaml
 from trainers.reid import plugin
-from trainers.reid.module import build_net
+from trainers.reid.model import build_net
 
 TINY = {
     "model.backbone": "test_resnet.r160_in1k", "model.input_height": 64, "model.input_width": 32,

@@ -119,3 +119,33 @@ def test_engine_request_from_a_tao_gen_trt_engine_section(tmp_path):
     req.validate()
     with pytest.raises(AutomlError, match="gen_trt_engine.onnx_file"):
         trt_mod.engine_request_from_spec({"onnx_file": str(tmp_path / "missing.onnx")}, tmp_path, preprocess_for)
+
+
+@pytest.mark.parametrize("model", ["ml_recog", "reid", "mae"])
+def test_gen_trt_engine_calibrates_with_the_trainers_eval_transform(model, tmp_path, monkeypatch):
+    """Every trainer hands build_engine INT8 calibration batches made by its own eval transform at the
+    ONNX input size (what TensorRT itself would then consume)."""
+    import torch
+
+    from automl.plugins import get_trainer
+    from automl.spec import apply_config, load_yaml
+
+    onnx_file = tmp_path / "model.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(onnx_file), input_names=["input"],
+                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    images = tmp_path / "cal"
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 50), (i * 60, 100, 200 - i * 50)).save(images / f"{i}.png")
+    plugin = get_trainer(model)
+    spec = apply_config(load_yaml(plugin.spec_template("gen_trt_engine")), {
+        "gen_trt_engine.onnx_file": str(onnx_file), "gen_trt_engine.trt_engine": str(tmp_path / "model.engine"),
+        "gen_trt_engine.tensorrt.data_type": "int8",
+        "gen_trt_engine.tensorrt.calibration": {"cal_image_dir": [str(images)], "cal_batch_size": 3, "cal_batches": 1,
+                                                "cal_cache_file": str(tmp_path / "cal.cache")}})
+    requests = []
+    monkeypatch.setattr(trt_mod, "build_engine", lambda req: requests.append(req) or {"engine_file": str(req.engine_file)})
+    assert plugin.gen_trt_engine(spec, tmp_path) == {"engine_file": str(tmp_path / "model.engine")}
+    (batch,) = list(requests[0].calibration)
+    assert batch.shape == (3, 3, 32, 32) and batch.dtype == np.float32
+    assert batch.min() < 0 < batch.max()  # normalised pixels, not raw 0..1 or 0..255 values

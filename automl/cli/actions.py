@@ -2,7 +2,8 @@
 
     automl train --model ml_recog -e spec.yaml train.num_epochs=3 --results-dir runs/a --json
 
-``automl train`` is plain training with AutoML off. Every action writes ``<results_dir>/<action>.json``
+``automl train`` is plain training with AutoML off, on the same path (:func:`train_plain`) as
+``automl run --automl off``. Every action writes ``<results_dir>/<action>.json``
 and, with ``--json``, prints the same object as the last stdout line. Specs are validated against the
 model's train schema first: a wrong key, type or value is one line naming the key and what is allowed
 (exit status 2).
@@ -10,7 +11,6 @@ model's train schema first: a wrong key, type or value is one line naming the ke
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,12 +20,7 @@ from automl import plugins
 from automl.cli import app
 from automl.errors import SpecError
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
-
-
-def _is_launched_worker() -> bool:
-    """True in the extra processes Lightning's DDP launcher starts (they re-run this command line):
-    only global rank 0 writes results, prints JSON or talks to a tracker."""
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+from automl.training.devices import is_launched_worker
 
 
 def load_spec(plugin: plugins.TrainerPlugin, action: str, spec_file: Path | None, overrides: list[str] | None,
@@ -77,32 +72,48 @@ def start_tracking(model: str, spec: dict[str, Any], results_dir: Path):
     return _NoTracking()
 
 
+def train_plain(plugin: plugins.TrainerPlugin, spec: dict[str, Any], source: str, out_dir: Path, *,
+                as_json: bool = False) -> dict[str, Any]:
+    """One training run with AutoML off (``automl train``, ``automl run --automl off``): validate the
+    spec, train, record. Under DDP every rank runs this; only rank 0 writes files and tracks."""
+    from automl.reporting import FileReporter
+    from automl.training.results import write_result
+
+    validate(plugin, spec, source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    worker = is_launched_worker()
+    tracking = None
+    if not worker:
+        dump_yaml(spec, out_dir / "spec.yaml")  # what actually ran, overrides included
+        tracking = start_tracking(plugin.name, spec, out_dir)
+    try:
+        result = plugin.train(spec, out_dir, FileReporter(out_dir))
+    except BaseException:
+        if tracking is not None:
+            tracking.finish({}, failed=True)
+        raise
+    if tracking is not None:
+        tracking.finish(result)
+    result = {"action": "train", "model": plugin.name, "results_dir": str(out_dir), **result}
+    if not worker:
+        write_result("train", result, out_dir, as_json=as_json)
+    return result
+
+
 def run_action(action: str, model: str, spec_file: Path | None, overrides: list[str] | None,
                results_dir: Path | None, as_json: bool, data_dir: Path | None = None) -> dict[str, Any]:
     from automl.training.results import write_result
 
     plugin = plugins.get_trainer(model)
     spec, source = load_spec(plugin, action, spec_file, overrides, data_dir)
-    validate(plugin, spec, source)
     out_dir = results_dir_for(spec, action, model, results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    worker = _is_launched_worker()
     if action == "train":
-        if not worker:
-            dump_yaml(spec, out_dir / "spec.yaml")  # what actually ran, overrides included
-        tracking = None if worker else start_tracking(model, spec, out_dir)
-        try:
-            result = plugin.train(spec, out_dir)
-        except BaseException:
-            if tracking is not None:
-                tracking.finish({}, failed=True)
-            raise
-        if tracking is not None:
-            tracking.finish(result)
-    else:
-        result = plugin.run_action(action, spec, out_dir)
+        return train_plain(plugin, spec, source, out_dir, as_json=as_json)
+    validate(plugin, spec, source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = plugin.run_action(action, spec, out_dir)
     result = {"action": action, "model": model, "results_dir": str(out_dir), **result}
-    if not worker:
+    if not is_launched_worker():
         write_result(action, result, out_dir, as_json=as_json)
     return result
 
@@ -120,7 +131,7 @@ def _register(action: str, summary: str) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on the last line."),
     ) -> None:
         result = run_action(action, model, experiment_spec, overrides, results_dir, as_json, data)
-        if not as_json and not _is_launched_worker():
+        if not as_json and not is_launched_worker():
             typer.echo(f"{action} done: {result['results_dir']}/{action}.json")
 
     command.__doc__ = summary

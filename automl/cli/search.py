@@ -164,14 +164,21 @@ def run(
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
-    from automl.search.controller import resolve_setup, run_search, train_plain
+    from automl.search.controller import plain_training_spec, resolve_setup, run_search
 
     console = Console(stderr=True)
     command = "automl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     reeval_k = _reeval_top(reeval_top)
     if automl.lower() in ("off", "false", "no", "0"):
-        out = train_plain(model=model, spec_file=spec, overrides=list(overrides or []), output=output, name=name, data=data)
-        print(json.dumps(out, default=str) if as_json else f"trained: {out['results_dir']}")
+        from automl.cli.actions import train_plain
+        from automl.plugins import get_trainer
+        from automl.training.devices import is_launched_worker
+
+        spec_dict, source, results = plain_training_spec(model=model, spec_file=spec, overrides=list(overrides or []),
+                                                         output=output, name=name, data=data)
+        out = train_plain(get_trainer(model), spec_dict, source, results, as_json=as_json)
+        if not as_json and not is_launched_worker():
+            print(f"trained: {out['results_dir']}")
         return
     if automl.lower() not in ("on", "true", "yes", "1"):
         raise AutomlError(f"--automl '{automl}': allowed: on, off")

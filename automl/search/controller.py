@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shlex
 import sys
 import time
@@ -290,14 +291,21 @@ def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = No
                          started=started)
 
 
-def train_plain(*, model: str, spec_file: str | None, overrides: list[str], output: str | Path,
-                name: str | None, data: str | None) -> dict[str, Any]:
-    """``--automl off``: one training run with the spec as given, in this process."""
-    from automl.reporting import FileReporter
+#: the results folder of an ``--automl off`` run, for the ranks Lightning's DDP launcher starts
+PLAIN_RUN_ENV = "AUTOML_PLAIN_RUN_DIR"
+
+
+def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[str], output: str | Path,
+                        name: str | None, data: str | None) -> tuple[dict[str, Any], str, Path]:
+    """``--automl off``: the spec (template, the user's spec file, ``--data`` or the demo data, then
+    overrides), its source for error messages, and the results folder. ``automl.cli.actions.train_plain``
+    trains it, as it does for ``automl train``."""
+    from automl.training.devices import is_launched_worker
 
     plugin = get_trainer(model)
     output = Path(output).resolve()
-    spec = load_yaml(plugin.spec_template("train"))
+    template = plugin.spec_template("train")
+    spec = load_yaml(template)
     if spec_file:
         user = load_yaml(spec_file)
         _pop_tao_settings(user, {})
@@ -307,19 +315,9 @@ def train_plain(*, model: str, spec_file: str | None, overrides: list[str], outp
     elif not spec_file:
         spec = apply_config(spec, plugin.demo_data(output / ".demo_data" / model))
     spec = apply_config(spec, parse_overrides(overrides))
-    results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
-    results.mkdir(parents=True, exist_ok=True)
-    dump_yaml(spec, results / "spec.yaml")
-    from automl.tracking import start_training_run
-
-    tracking = start_training_run(results, model=model, spec=spec)  # MLflow run; None when tracking is off
-    try:
-        out = plugin.train(spec, results, FileReporter(results), None) or {}
-    except BaseException:
-        if tracking is not None:
-            tracking.finish({}, failed=True)
-        raise
-    rundir.write_json(results / "train.json", out)
-    if tracking is not None:
-        tracking.finish(out)
-    return {"results_dir": str(results), **out}
+    if is_launched_worker():  # a DDP rank re-running this command: rank 0 named the folder (time-stamped)
+        results = Path(os.environ[PLAIN_RUN_ENV])
+    else:
+        results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.environ[PLAIN_RUN_ENV] = str(results)  # inherited by the ranks Lightning launches
+    return spec, str(spec_file or template), results

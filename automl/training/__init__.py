@@ -1,7 +1,8 @@
 """What every Lightning trainer shares.
 
-A trainer plugin builds its LightningModule and LightningDataModule and hands them to
-:func:`automl.training.fit`, which wires in everything model-independent:
+:meth:`automl.plugins.TrainerPlugin.train` seeds the run (``train.seed``), has the plugin build its
+LightningDataModule and LightningModule and hands them to :func:`automl.training.fit`, which wires in
+everything model-independent:
 
 * :mod:`~automl.training.devices` — ``train.num_gpus`` / ``train.gpu_ids`` / ``train.num_nodes``
   (and ``CUDA_VISIBLE_DEVICES`` set by the search controller) -> Lightning accelerator, devices and
@@ -9,12 +10,13 @@ A trainer plugin builds its LightningModule and LightningDataModule and hands th
 * :mod:`~automl.training.callbacks` — :class:`ReportingCallback` (calls the :class:`~automl.reporting.Reporter`
   after each validation and stops the run when it says so).
 * :mod:`~automl.training.checkpoints` — best (by the monitor) + last + periodic checkpoints that load
-  with ``torch.load(weights_only=True)``, and :func:`load_state_dict` for evaluate/export.
+  with ``torch.load(weights_only=True)``; :func:`load_automl_checkpoint` (a trained checkpoint for
+  evaluate/export), :func:`load_state_dict` and :func:`load_matching_weights` (pretrained weights).
 * :mod:`~automl.training.schedule` — TAO's warmup + multi-step schedule whose horizon is
   ``train.num_epochs`` whatever ``max_epochs`` a search rung uses.
 * :mod:`~automl.training.sampler` — a distributed-aware P x K batch sampler.
 * :mod:`~automl.training.onnx_export` — ONNX export with a dynamic batch, ``onnx.checker`` and an
-  onnxruntime parity check.
+  onnxruntime parity check; :func:`export_with_parity`, every trainer's export action.
 * :mod:`~automl.training.tensorrt` — TensorRT 10 engine builder (FP32/FP16/INT8 with an entropy
   calibrator); imports TensorRT lazily and fails with a clear :class:`~automl.errors.AutomlError`.
 * :mod:`~automl.training.results` — the action result JSON (``--json`` last stdout line and
@@ -38,10 +40,13 @@ _LAZY = {
     "checkpoint_callbacks": "automl.training.checkpoints",
     "load_checkpoint": "automl.training.checkpoints",
     "load_state_dict": "automl.training.checkpoints",
+    "load_automl_checkpoint": "automl.training.checkpoints",
+    "load_matching_weights": "automl.training.checkpoints",
     "PKBatchSampler": "automl.training.sampler",
     "warmup_multistep": "automl.training.schedule",
     "export_onnx": "automl.training.onnx_export",
     "onnx_parity": "automl.training.onnx_export",
+    "export_with_parity": "automl.training.onnx_export",
     "build_engine": "automl.training.tensorrt",
     "write_result": "automl.training.results",
 }

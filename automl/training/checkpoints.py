@@ -88,3 +88,36 @@ def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu", 
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AutomlError(f"{key}: {path} has no 'state_dict' of tensors")
     return dict(state)
+
+
+def load_automl_checkpoint(path: str | Path, key: str, trainer: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(checkpoint["automl"], state_dict)`` of a checkpoint that ``trainer``'s train action wrote.
+
+    ml_recog names itself under ``automl.trainer`` (its ``automl.model`` holds the architecture);
+    reid and mae under ``automl.model``.
+    """
+    if not str(path or "").strip() or str(path) == "???":
+        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of a {trainer} train run")
+    data = load_checkpoint(path, key=key)
+    meta = data.get("automl")
+    if not isinstance(meta, Mapping) or trainer not in (meta.get("trainer"), meta.get("model")):
+        raise AutomlError(f"{key}: {path} is not a checkpoint of the {trainer} trainer")
+    return dict(meta), dict(data["state_dict"])
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under ``prefix`` (e.g. a LightningModule's ``net.``), with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_matching_weights(target: torch.nn.Module, state: Mapping[str, torch.Tensor], key: str, path: str | Path,
+                          fits: str) -> list[str]:
+    """Load the tensors of ``state`` whose name and shape ``target`` has (a pretrained backbone into a
+    network with another head); return the names of ``target``'s tensors left as they were.
+    ``fits`` says what the weights had to fit, for the error when none did."""
+    own = target.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise AutomlError(f"{key}: no weights in {path} fit {fits}")
+    target.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))

@@ -27,6 +27,12 @@ def cpu_count() -> int:
 CPU_PROCESSES_ENV = "AUTOML_CPU_PROCESSES"
 
 
+def is_launched_worker() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they re-run this command line):
+    only global rank 0 writes results, prints JSON or talks to a tracker."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
 @dataclass(frozen=True)
 class DevicePlan:
     """Where a Lightning run goes. ``trainer_kwargs()`` is what ``lightning.Trainer`` takes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,29 @@ def onnx_parity(model: torch.nn.Module, onnx_path: str | Path, inputs: torch.Ten
         raise AutomlError(f"ONNX output shape {got.shape} != PyTorch output shape {expected.shape}")
     return {"max_abs_diff": float(np.abs(got - expected).max()), "batch": int(inputs.shape[0]),
             "input_shape": list(session.get_inputs()[0].shape), "output_shape": list(got.shape)}
+
+
+#: every trainer's export fails above this max abs difference between onnxruntime and PyTorch
+PARITY_LIMIT = 1e-4
+
+
+def export_with_parity(model: torch.nn.Module, section: Mapping[str, Any], results_dir: str | Path,
+                       input_shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The export action every trainer shares: ``model`` to ``export.onnx_file`` (default
+    ``<results_dir>/model.onnx``) with ``export.batch_size`` / ``export.opset_version``, then a parity
+    check on a fixed random batch that fails above :data:`PARITY_LIMIT`.
+
+    Returns ``onnx_file``, ``input_shape`` (C, H, W), ``batch_size`` (-1: dynamic), ``opset_version``, ``parity``.
+    """
+    onnx_file = str(section.get("onnx_file") or "").strip()
+    out = Path(onnx_file if onnx_file and onnx_file != "???" else Path(results_dir) / "model.onnx")
+    batch = int(section.get("batch_size", -1) or -1)
+    opset = int(section.get("opset_version", 17) or 17)
+    export_onnx(model, out, input_shape, batch_size=batch, opset_version=opset)
+    probe = torch.randn(batch if batch > 0 else 2, *input_shape, generator=torch.Generator().manual_seed(0))
+    parity = onnx_parity(model, out, probe)
+    if parity["max_abs_diff"] > PARITY_LIMIT:
+        raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} "
+                          f"(> {PARITY_LIMIT:g}) for {out}")
+    return {"onnx_file": str(out), "input_shape": list(input_shape), "batch_size": batch, "opset_version": opset,
+            "parity": parity}

@@ -1,11 +1,8 @@
 """One call that turns a LightningModule + DataModule + spec into a finished training run.
 
-Trainers build their model and data and call :func:`fit`; everything else (devices, DDP, reporting,
-checkpoints, resume, the ``max_epochs`` / ``num_epochs`` split) is decided here, once, for all models::
-
-    result = fit(module, datamodule, spec, results_dir, monitor=plugin.monitor,
-                 reporter=reporter, max_epochs=max_epochs)
-    return result.as_dict()
+:meth:`automl.plugins.TrainerPlugin.train` seeds the run, has the plugin build its data and model and
+calls :func:`fit`; everything else (devices, DDP, reporting, checkpoints, resume, the ``max_epochs`` /
+``num_epochs`` split) is decided here, once, for all models.
 
 Spec keys read (TAO names, all under ``train``): ``num_epochs`` (schedule horizon),
 ``validation_interval``, ``checkpoint_interval`` + ``checkpoint_interval_unit``,
@@ -54,6 +51,13 @@ class FitResult:
 def _section(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = spec.get(name) or {}
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def seed_from_spec(spec: Mapping[str, Any]) -> None:
+    """``train.seed`` (>= 0) seeds Python, NumPy and torch, and the DataLoader workers."""
+    seed = _section(spec, "train").get("seed")
+    if seed is not None and int(seed) >= 0:
+        pl.seed_everything(int(seed), workers=True, verbose=False)
 
 
 def horizon(spec: Mapping[str, Any], max_epochs: int | None) -> tuple[int, int]:
@@ -114,9 +118,9 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, spec: Ma
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     train = _section(spec, "train")
-    seed = train.get("seed")
-    if seed is not None and int(seed) >= 0:
-        pl.seed_everything(int(seed), workers=True, verbose=False)
+    # Again (TrainerPlugin.train seeded before building the model): the training stream then does not
+    # depend on how many random draws building the model took.
+    seed_from_spec(spec)
     reporter = reporter or FileReporter(results_dir)
     resume = str(train.get("resume_training_checkpoint_path") or "").strip() or None
     if resume and not Path(resume).is_file():

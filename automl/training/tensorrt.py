@@ -250,3 +250,17 @@ class _EmptyBatches(CalibrationBatches):
 
     def __init__(self):
         self.images, self.batch_size, self.num_batches, self.preprocess = [], 1, 0, None
+
+
+def build_engine_from_spec(section: Mapping[str, Any], results_dir: Path,
+                           eval_transform_at: Callable[[int, int], Callable[[Any], Any]]) -> dict[str, Any]:
+    """Every trainer's ``gen_trt_engine`` action: the engine :func:`engine_request_from_spec` asks for.
+    ``eval_transform_at(height, width)`` is the model's eval transform (RGB image -> CHW tensor) at the
+    ONNX input size, used on the INT8 calibration images."""
+    from automl.data.folders import load_rgb
+
+    def preprocess_for(height: int, width: int) -> Callable[[Path], np.ndarray]:
+        transform = eval_transform_at(height, width)
+        return lambda path: np.asarray(transform(load_rgb(path)), dtype=np.float32)
+
+    return build_engine(engine_request_from_spec(section, results_dir, preprocess_for))

@@ -17,8 +17,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 
 from automl.errors import AutomlError
-from automl.training.checkpoints import load_state_dict
-from trainers.mae.models import build_mae, create_encoder, encoder_state
+from trainers.mae.model import build_mae, create_encoder, load_encoder_weights
 
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
@@ -156,28 +155,6 @@ class PretrainModule(_MaeBase):
 
     def meta(self):
         return {**super().meta(), "class_names": self.class_names}
-
-
-def load_encoder_weights(model: torch.nn.Module, path: str) -> dict[str, Any]:
-    """Initialise a timm classifier from ``train.pretrained_model_path``: our pretrain checkpoint
-    (``mae.encoder.*``), our finetune checkpoint (``model.*``) or a bare timm state dict. The head
-    is skipped when its shape differs (a new class count)."""
-    state = load_state_dict(path, key="train.pretrained_model_path")
-    if any(k.startswith("mae.encoder.") for k in state):
-        state = encoder_state(state)
-    elif any(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise AutomlError(f"train.pretrained_model_path: no weights in {path} fit model.arch (different architecture or size?)")
-    model.load_state_dict(usable, strict=False)
-    missing = sorted(set(own) - set(usable))
-    body_missing = [k for k in missing if not k.startswith(("head", "fc_norm", "fc."))]
-    if body_missing:
-        raise AutomlError(f"train.pretrained_model_path: {path} lacks {len(body_missing)} encoder weights of model.arch "
-                          f"(e.g. {body_missing[0]}); was it trained with the same model.arch, timm_kwargs and input_size?")
-    return {"loaded": len(usable), "missing": missing}
 
 
 class FinetuneModule(_MaeBase):

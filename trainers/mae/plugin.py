@@ -12,36 +12,26 @@ import torch
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
 from automl.reporting import FileReporter, Reporter
-from automl.training.checkpoints import load_checkpoint
+from automl.spec import apply_config
+from automl.training.checkpoints import load_automl_checkpoint, strip_prefix
+from trainers import SEARCH_SPACES
 from trainers.mae import synth
-
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-def load_trained(path: str, key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if not str(path or "").strip() or str(path) == "???":
-        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of an mae train run")
-    ckpt = load_checkpoint(path, key=key)
-    meta = ckpt.get("automl")
-    if not isinstance(meta, Mapping) or meta.get("model") != "mae":
-        raise AutomlError(f"{key}: {path} is not a checkpoint of the mae trainer")
-    return dict(meta), ckpt["state_dict"]
-
-
 def build_from_checkpoint(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """finetune: the classifier (logits); pretrain: the encoder (pooled features)."""
-    from trainers.mae.models import build_mae, create_encoder
+    from trainers.mae.model import build_mae, create_encoder
 
     if meta["stage"] == "finetune":
         model = create_encoder(meta["spec"], num_classes=int(meta["num_classes"]))
-        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        model.load_state_dict(strip_prefix(state, "model."))
         return model.eval()
     mae = build_mae(meta["spec"])
-    mae.load_state_dict({k[len("mae."):]: v for k, v in state.items() if k.startswith("mae.")})
+    mae.load_state_dict(strip_prefix(state, "mae."))
     return mae.encoder.eval()
 
 
@@ -53,15 +43,7 @@ class MaeTrainer(TrainerPlugin):
     monitor = Monitor("val_accuracy", "max")
     metrics = ("val_recon_loss", "knn_accuracy", "val_top1", "val_loss")
     evaluation_metric = "val_accuracy"  # what evaluate logs for both stages (finetune top-1, pretrain k-NN)
-
-    def schema_path(self) -> Path:
-        return SEARCH_SPACES / "mae.train.schema.json"
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = SEARCH_SPACES / "mae" / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"model 'mae' has no spec template for action '{action}' (train, evaluate, inference, export, gen_trt_engine)")
-        return path
+    spec_dir = SEARCH_SPACES
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -97,37 +79,41 @@ class MaeTrainer(TrainerPlugin):
         return {**info["finetune_keys"], "train.stage": "finetune", "dataset.augmentation.input_size": int(info["size"])}
 
     # -- actions ------------------------------------------------------------------------------
-    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
-        from automl.training.runner import fit
-        from trainers.mae.data import MaeDataModule
-        from trainers.mae.module import FinetuneModule, PretrainModule
-
+    def train_spec(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         train_cfg = spec.get("train") or {}
         if int(train_cfg.get("accum_grad_batches", 1) or 1) != 1:
             raise AutomlError("train.accum_grad_batches > 1 is not supported by this trainer yet; raise "
                               "dataset.batch_size or train.num_gpus instead")
         if str(train_cfg.get("distributed_strategy", "ddp")) != "ddp":
             raise AutomlError(f"train.distributed_strategy '{train_cfg.get('distributed_strategy')}' is not supported; allowed: ddp")
-        datamodule = MaeDataModule(spec)
-        monitor = self.monitor
+        return spec
+
+    def build_datamodule(self, spec: Mapping[str, Any]):
+        from trainers.mae.data import MaeDataModule
+
+        return MaeDataModule(spec)
+
+    def build_module(self, spec: Mapping[str, Any], datamodule):
+        from trainers.mae.module import FinetuneModule, PretrainModule
+
         if datamodule.stage == "pretrain":
-            module = PretrainModule(spec, datamodule.classes if datamodule.labelled_val else None)
-            if not datamodule.labelled_val:
-                if reporter is not None and not isinstance(reporter, FileReporter):
-                    raise AutomlError("dataset.val_data_sources: an mae pretrain search needs a labelled validation set "
-                                      "(one sub-folder per class) for the k-NN accuracy it optimises; reconstruction "
-                                      "loss is not comparable across mask ratios")
-                monitor = Monitor("val_recon_loss", "min")  # plain pretraining without labels
-        else:
-            module = FinetuneModule(spec, len(datamodule.classes), datamodule.classes)
-        result = fit(module, datamodule, spec, results_dir, monitor=monitor, reporter=reporter,
-                     max_epochs=max_epochs).as_dict()
-        result.update({"stage": datamodule.stage, "monitor": monitor.metric, "train_images": len(datamodule.train),
-                       "val_images": len(datamodule.val)})
+            return PretrainModule(spec, datamodule.classes if datamodule.labelled_val else None)
+        return FinetuneModule(spec, len(datamodule.classes), datamodule.classes)
+
+    def fit_monitor(self, datamodule, reporter: Reporter | None) -> Monitor:
+        if datamodule.stage == "finetune" or datamodule.labelled_val:
+            return self.monitor
+        if reporter is not None and not isinstance(reporter, FileReporter):
+            raise AutomlError("dataset.val_data_sources: an mae pretrain search needs a labelled validation set "
+                              "(one sub-folder per class) for the k-NN accuracy it optimises; reconstruction "
+                              "loss is not comparable across mask ratios")
+        return Monitor("val_recon_loss", "min")  # plain pretraining without labels
+
+    def train_summary(self, datamodule, module) -> dict[str, Any]:
+        out = {"stage": datamodule.stage, "train_images": len(datamodule.train), "val_images": len(datamodule.val)}
         if datamodule.stage == "finetune":
-            result["pretrained"] = module.pretrained
-        return result
+            out["pretrained"] = module.pretrained
+        return out
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """finetune checkpoint: top-1 accuracy on ``dataset.val_data_sources``; pretrain checkpoint:
@@ -139,7 +125,7 @@ class MaeTrainer(TrainerPlugin):
         from trainers.mae.module import FinetuneModule, PretrainModule
 
         section = spec.get("evaluate") or {}
-        meta, state = load_trained(section.get("checkpoint", ""), "evaluate.checkpoint")
+        meta, state = load_automl_checkpoint(section.get("checkpoint", ""), "evaluate.checkpoint", "mae")
         root = source_folder((spec.get("dataset") or {}).get("val_data_sources"), "dataset.val_data_sources")
         if root is None:
             raise AutomlError("dataset.val_data_sources is not set; evaluate needs a labelled image folder (one sub-folder per class)")
@@ -172,7 +158,7 @@ class MaeTrainer(TrainerPlugin):
         from trainers.mae.data import eval_transform, source_folder
 
         section = spec.get("inference") or {}
-        meta, state = load_trained(section.get("checkpoint", ""), "inference.checkpoint")
+        meta, state = load_automl_checkpoint(section.get("checkpoint", ""), "inference.checkpoint", "mae")
         if meta["stage"] != "finetune":
             raise AutomlError(
                 "inference.checkpoint: this is a train.stage=pretrain checkpoint (masked reconstruction); it has no "
@@ -202,11 +188,11 @@ class MaeTrainer(TrainerPlugin):
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """ONNX of the classifier (finetune) or encoder (pretrain) at the *trained* input size."""
-        from automl.training.onnx_export import export_onnx, onnx_parity
+        from automl.training.onnx_export import export_with_parity
         from trainers.mae.data import input_size
 
         section = spec.get("export") or {}
-        meta, state = load_trained(section.get("checkpoint", ""), "export.checkpoint")
+        meta, state = load_automl_checkpoint(section.get("checkpoint", ""), "export.checkpoint", "mae")
         model = build_from_checkpoint(meta, state)
         size = input_size(meta["spec"])
         asked = (int(section.get("input_height", size) or size), int(section.get("input_width", size) or size))
@@ -215,29 +201,16 @@ class MaeTrainer(TrainerPlugin):
             # TAO's template default 960x544 does not match any trained model; a ViT's position
             # embedding fixes the size anyway. The checkpoint's size wins, and we say so.
             notes.append(f"export.input_height/width {asked[0]}x{asked[1]} ignored: the checkpoint was trained at {size}x{size}")
-        onnx_file = str(section.get("onnx_file") or "").strip()
-        out = Path(onnx_file if onnx_file and onnx_file != "???" else Path(results_dir) / "model.onnx")
-        export_onnx(model, out, (3, size, size), batch_size=int(section.get("batch_size", -1) or -1),
-                    opset_version=int(section.get("opset_version", 17) or 17))
-        parity = onnx_parity(model, out, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)))
-        if parity["max_abs_diff"] > 1e-4:
-            raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} (> 1e-4) for {out}")
-        return {"onnx_file": str(out), "stage": meta["stage"], "input_shape": [3, size, size],
-                "output": "logits" if meta["stage"] == "finetune" else "features", "parity": parity, "notes": notes}
+        return {**export_with_parity(model, section, results_dir, (3, size, size)), "stage": meta["stage"],
+                "output": "logits" if meta["stage"] == "finetune" else "features", "notes": notes}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. Needs the tensorrt wheel and a
         GPU (a clear error otherwise; not run on the CPU-only CI)."""
-        import numpy as np
-
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
         from trainers.mae.data import eval_transform
 
-        def preprocess_for(height: int, width: int):
-            dataset = spec.get("dataset") or {}
-            tf = eval_transform({**spec, "dataset": {**dataset, "augmentation": {
-                **(dataset.get("augmentation") or {}), "input_size": int(height)}}})
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform(apply_config(spec, {"dataset.augmentation.input_size": int(height)}))
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)

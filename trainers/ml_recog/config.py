@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from automl.errors import AutomlError
-from automl.spec import flatten, get_dotted, load_yaml
+from automl.spec import get_dotted, load_yaml
+from trainers import SEARCH_SPACES
 
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
-SCHEMA_PATH = SEARCH_SPACES / "ml_recog.train.schema.json"
 TEMPLATE_DIR = SEARCH_SPACES / "ml_recog"
 MONITOR = "val Precision at Rank 1"
 
@@ -108,7 +106,3 @@ def model_config(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"backbone": str(model.get("backbone")), "feat_dim": int(model.get("feat_dim", 256)),
             "input_width": int(model.get("input_width", 224)), "input_height": int(model.get("input_height", 224)),
             "input_channels": int(model.get("input_channels", 3))}
-
-
-def flat_keys(spec: Mapping[str, Any]) -> list[str]:
-    return sorted(flatten(spec))

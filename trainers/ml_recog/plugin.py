@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from automl.reporting import Reporter
 from trainers.ml_recog import config
 
 SPLITS = {
@@ -27,16 +26,7 @@ class MLRecogPlugin(TrainerPlugin):
     metrics: ClassVar[tuple[str, ...]] = ("val Mean Average Precision", "val r-Precision", "val Mean Reciprocal Rank",
                                           "train_loss")
     evaluation_metric: ClassVar[str | None] = "Precision at Rank 1"
-
-    # -- metadata -------------------------------------------------------------------------------
-    def schema_path(self) -> Path:
-        return config.SCHEMA_PATH
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = config.TEMPLATE_DIR / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"ml_recog has no spec template for action '{action}'")
-        return path
+    spec_dir: ClassVar[Path | None] = config.SEARCH_SPACES
 
     # -- data -----------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -76,29 +66,28 @@ class MLRecogPlugin(TrainerPlugin):
                 "inference.input_path": str(data_dir / EVAL_SPLITS["query"])}
 
     # -- actions --------------------------------------------------------------------------------
-    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
-        from automl.training.runner import fit
+    def train_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return config.resolve(spec, "train")
+
+    def build_datamodule(self, spec: Mapping[str, Any]):
         from trainers.ml_recog.data import MLRecogDataModule
-        from trainers.ml_recog.model import MLRecogModule, load_pretrained
 
-        spec = config.resolve(spec, "train")
-        seed = spec["train"].get("seed")
-        if seed is not None and int(seed) >= 0:  # the initial weights too, not only the data order
-            import lightning.pytorch as pl
-
-            pl.seed_everything(int(seed), workers=True, verbose=False)
-        module = MLRecogModule(spec)
-        notes = []
-        if not str(spec["train"].get("resume_training_checkpoint_path") or "").strip():
-            notes = load_pretrained(module.net, spec)
         datamodule = MLRecogDataModule(spec)
         datamodule.check()
-        result = fit(module, datamodule, spec, results_dir, monitor=self.monitor, reporter=reporter, max_epochs=max_epochs)
-        out = result.as_dict()
-        out.update(monitor=self.monitor.metric, mode=self.monitor.mode, num_epochs=int(spec["train"]["num_epochs"]),
-                   notes=notes, metrics=module.last_metrics)
-        return out
+        return datamodule
+
+    def build_module(self, spec: Mapping[str, Any], datamodule):
+        from trainers.ml_recog.model import load_pretrained
+        from trainers.ml_recog.module import MLRecogModule
+
+        module = MLRecogModule(spec)
+        # resuming restores the trained weights; pretrained ones would only be overwritten
+        resuming = str(spec["train"].get("resume_training_checkpoint_path") or "").strip()
+        module.pretrained_notes = [] if resuming else load_pretrained(module.net, spec)
+        return module
+
+    def train_summary(self, datamodule, module) -> dict[str, Any]:
+        return {"notes": module.pretrained_notes, "metrics": module.last_metrics}
 
     def _embed(self, net, paths_or_set, spec, batch_size: int):
         import torch
@@ -124,7 +113,7 @@ class MLRecogPlugin(TrainerPlugin):
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "evaluate")
-        net, meta = load_network(config.required(spec, "evaluate.checkpoint"), "evaluate.checkpoint")
+        net, meta = load_network(spec["evaluate"].get("checkpoint"), "evaluate.checkpoint")
         result = self.evaluate_network(net, self._eval_spec(spec, "evaluate", meta))
         return {"checkpoint": str(spec["evaluate"]["checkpoint"]), **result}
 
@@ -161,7 +150,7 @@ class MLRecogPlugin(TrainerPlugin):
 
         spec = config.resolve(spec, "inference")
         inf = spec["inference"]
-        net, meta = load_network(config.required(spec, "inference.checkpoint"), "inference.checkpoint")
+        net, meta = load_network(inf.get("checkpoint"), "inference.checkpoint")
         spec = self._eval_spec(spec, "inference", meta)
         ref_root, _ = val_sets(spec, need_query=False)
         tf = eval_transform(spec)
@@ -199,38 +188,25 @@ class MLRecogPlugin(TrainerPlugin):
         return result
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        import torch
-
-        from automl.training.onnx_export import export_onnx, onnx_parity
+        from automl.training.onnx_export import export_with_parity
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "export")
         exp = spec.get("export") or {}
-        net, meta = load_network(config.required(spec, "export.checkpoint"), "export.checkpoint")
+        net, meta = load_network(exp.get("checkpoint"), "export.checkpoint")
         m = meta["model"]
         shape = (int(m["input_channels"]), int(m["input_height"]), int(m["input_width"]))
-        onnx_file = str(exp.get("onnx_file") or "").strip() or str(Path(results_dir) / "model.onnx")
-        batch = int(exp.get("batch_size", -1))
-        path = export_onnx(net, onnx_file, shape, batch_size=batch, opset_version=int(exp.get("opset_version") or 17))
-        generator = torch.Generator().manual_seed(0)
-        probe = torch.randn(3 if batch <= 0 else batch, *shape, generator=generator)
-        parity = onnx_parity(net, path, probe)
-        return {"onnx_file": str(path), "input_shape": ["batch" if batch <= 0 else batch, *shape],
-                "output_dim": int(m["feat_dim"]), "opset_version": int(exp.get("opset_version") or 17),
-                "parity": parity, "checkpoint": str(exp["checkpoint"])}
+        return {**export_with_parity(net, exp, results_dir, shape), "output_dim": int(m["feat_dim"]),
+                "checkpoint": str(exp["checkpoint"])}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        import numpy as np
-
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
         from trainers.ml_recog.data import eval_transform
 
         spec = config.resolve(spec, "gen_trt_engine")
         config.required(spec, "gen_trt_engine.onnx_file")
 
-        def preprocess_for(height: int, width: int):
-            tf = eval_transform({**spec, "model": {**spec["model"], "input_height": height, "input_width": width}})
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform({**spec, "model": {**spec["model"], "input_height": height, "input_width": width}})
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)

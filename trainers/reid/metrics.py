@@ -12,7 +12,11 @@ precision at each true match's rank.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+import torch
 
 from trainers.reid.market1501 import DISTRACTOR_PID, JUNK_PID
 
@@ -126,3 +130,18 @@ def re_ranking(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, 
         jaccard[i] = 1.0 - temp_min / (2.0 - temp_min)
     final = jaccard * (1 - lambda_value) + original[:num_q] * lambda_value
     return final[:, num_q:]
+
+
+def retrieval_metrics(q_feat: torch.Tensor, g_feat: torch.Tensor, q_pids, g_pids, q_cams, g_cams,
+                      spec: Mapping[str, Any]) -> tuple[dict, np.ndarray]:
+    """Market-1501 metrics on L2-normalised embeddings, with optional k-reciprocal re-ranking."""
+    q = torch.nn.functional.normalize(q_feat.float(), dim=1).cpu().numpy()
+    g = torch.nn.functional.normalize(g_feat.float(), dim=1).cpu().numpy()
+    rr = spec.get("re_ranking", {}) or {}
+    distmat = pairwise_distances(q, g)
+    if rr.get("re_ranking", False):
+        distmat = re_ranking(distmat, pairwise_distances(q, q), pairwise_distances(g, g), int(rr.get("k1", 20)),
+                             int(rr.get("k2", 6)), float(rr.get("lambda_value", 0.3)))
+    max_rank = max(10, int(rr.get("max_rank", 10) or 10))
+    result = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=min(max_rank, distmat.shape[1]))
+    return result, distmat

@@ -1,4 +1,4 @@
-"""The re-identification network (timm backbone + BNNeck) and its losses.
+"""The re-identification network (timm backbone + BNNeck), its weights and its losses.
 
 BNNeck (Luo et al., "Bag of Tricks and a Strong Baseline for Deep Person Re-ID"): the triplet loss
 sees the pooled feature, the ID classifier sees it after a BatchNorm whose bias is frozen, and
@@ -17,6 +17,7 @@ from torch import nn
 
 from automl.errors import AutomlError
 from automl.training.backbones import COMPACT_BACKBONES  # importing it registers them with timm
+from automl.training.checkpoints import load_automl_checkpoint, load_matching_weights, load_state_dict, strip_prefix
 
 # TAO's backbone names -> timm's. Anything else is passed to timm as is (e.g. compact_cnn_m, the CPU
 # default, or test_resnet.r160_in1k).
@@ -163,3 +164,46 @@ class ReidLoss(nn.Module):
             total = total + self.center_weight * parts["center_loss"]
         parts["loss"] = total
         return parts
+
+
+def build_net(spec: Mapping[str, Any], num_classes: int) -> ReidNet:
+    check_supported(spec)
+    model = spec.get("model", {})
+    return ReidNet(
+        model.get("backbone", "resnet_50"), num_classes,
+        last_stride=int(model.get("last_stride", 1)), feat_dim=int(model.get("feat_dim", 256)),
+        reduce_feat_dim=bool(model.get("reduce_feat_dim", False)), neck=model.get("neck", "bnneck"),
+        neck_feat=model.get("neck_feat", "after"), dropout=float(model.get("dropout_rate", 0.0) or 0.0),
+        drop_path=float(model.get("drop_path", 0.0) or 0.0),
+    )
+
+
+def load_pretrained(net: ReidNet, spec: Mapping[str, Any]) -> list[str]:
+    """``model.pretrained_model_path``: a local backbone state dict (``imagenet``) or a whole re-ID
+    checkpoint (``self``; the classifier is skipped when the identity count differs). Never downloads."""
+    model = spec.get("model", {})
+    path = str(model.get("pretrained_model_path") or "").strip()
+    if not path:
+        return []
+    state = {k.removeprefix("net."): v for k, v in load_state_dict(path, key="model.pretrained_model_path").items()}
+    target: nn.Module = net
+    if model.get("pretrain_choice", "imagenet") != "self":
+        target = net.backbone
+        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+    return load_matching_weights(target, state, "model.pretrained_model_path", path,
+                                 f"backbone '{model.get('backbone')}'")
+
+
+def flip_embed(net: torch.nn.Module, images: torch.Tensor, with_flip: bool) -> torch.Tensor:
+    feat = net(images)
+    if with_flip:  # model.with_flip_feature: average with the mirrored image's embedding
+        feat = (feat + net(torch.flip(images, dims=[3]))) / 2
+    return feat
+
+
+def load_trained(path: str, key: str) -> tuple[ReidNet, dict[str, Any]]:
+    """The retrieval network of a checkpoint written by the reid train action, and its train spec."""
+    meta, state = load_automl_checkpoint(path, key, "reid")
+    net = build_net(meta["spec"], int(meta["num_classes"]))
+    net.load_state_dict(strip_prefix(state, "net."))
+    return net.eval(), dict(meta["spec"])

@@ -9,70 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from automl.errors import AutomlError
-from automl.training.checkpoints import load_state_dict
 from automl.training.schedule import warmup_multistep
-from trainers.reid.metrics import evaluate_ranking, pairwise_distances, re_ranking, summary
-from trainers.reid.model import ReidLoss, ReidNet, check_supported
-
-
-def build_net(spec: Mapping[str, Any], num_classes: int) -> ReidNet:
-    check_supported(spec)
-    model = spec.get("model", {})
-    return ReidNet(
-        model.get("backbone", "resnet_50"), num_classes,
-        last_stride=int(model.get("last_stride", 1)), feat_dim=int(model.get("feat_dim", 256)),
-        reduce_feat_dim=bool(model.get("reduce_feat_dim", False)), neck=model.get("neck", "bnneck"),
-        neck_feat=model.get("neck_feat", "after"), dropout=float(model.get("dropout_rate", 0.0) or 0.0),
-        drop_path=float(model.get("drop_path", 0.0) or 0.0),
-    )
-
-
-def load_pretrained(net: ReidNet, spec: Mapping[str, Any]) -> list[str]:
-    """``model.pretrained_model_path``: a local backbone state dict (``imagenet``) or a whole re-ID
-    checkpoint (``self``; the classifier is skipped when the identity count differs). Never downloads."""
-    model = spec.get("model", {})
-    path = str(model.get("pretrained_model_path") or "").strip()
-    if not path:
-        return []
-    state = load_state_dict(path, key="model.pretrained_model_path")
-    state = {k[len("net."):] if k.startswith("net.") else k: v for k, v in state.items()}
-    if model.get("pretrain_choice", "imagenet") == "self":
-        target, own = net, net.state_dict()
-    else:
-        target = net.backbone
-        state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
-        own = target.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise AutomlError(f"model.pretrained_model_path: no weights in {path} fit backbone '{model.get('backbone')}'")
-    target.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
-
-
-def flip_embed(net: torch.nn.Module, images: torch.Tensor, with_flip: bool) -> torch.Tensor:
-    feat = net(images)
-    if with_flip:  # model.with_flip_feature: average with the mirrored image's embedding
-        feat = (feat + net(torch.flip(images, dims=[3]))) / 2
-    return feat
-
-
-def retrieval_metrics(q_feat: torch.Tensor, g_feat: torch.Tensor, q_pids, g_pids, q_cams, g_cams,
-                      spec: Mapping[str, Any]) -> tuple[dict, np.ndarray]:
-    """Market-1501 metrics on L2-normalised embeddings, with optional k-reciprocal re-ranking."""
-    q = torch.nn.functional.normalize(q_feat.float(), dim=1).cpu().numpy()
-    g = torch.nn.functional.normalize(g_feat.float(), dim=1).cpu().numpy()
-    rr = spec.get("re_ranking", {}) or {}
-    distmat = pairwise_distances(q, g)
-    if rr.get("re_ranking", False):
-        distmat = re_ranking(distmat, pairwise_distances(q, q), pairwise_distances(g, g), int(rr.get("k1", 20)),
-                             int(rr.get("k2", 6)), float(rr.get("lambda_value", 0.3)))
-    max_rank = max(10, int(rr.get("max_rank", 10) or 10))
-    result = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=min(max_rank, distmat.shape[1]))
-    return result, distmat
+from trainers.reid.metrics import retrieval_metrics, summary
+from trainers.reid.model import ReidLoss, build_net, flip_embed, load_pretrained
 
 
 class ReidModule(pl.LightningModule):

@@ -12,35 +12,18 @@ import torch
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
-from automl.reporting import Reporter
 from automl.spec import apply_config
-from automl.training.checkpoints import load_checkpoint
+from trainers import SEARCH_SPACES
 from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
 from trainers.reid.market1501 import scan_folder
-from trainers.reid.metrics import summary
-from trainers.reid.module import build_net, flip_embed, retrieval_metrics
+from trainers.reid.metrics import retrieval_metrics, summary
+from trainers.reid.model import flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
-
-SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def _device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-
-
-def load_model(path: str, key: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The retrieval network of a checkpoint written by :meth:`ReidTrainer.train`, and its train spec."""
-    if not str(path or "").strip() or str(path) == "???":
-        raise AutomlError(f"{key} is not set; point it at checkpoints/best.ckpt of a reid train run")
-    ckpt = load_checkpoint(path, key=key)
-    meta = ckpt.get("automl")
-    if not isinstance(meta, Mapping) or meta.get("model") != "reid":
-        raise AutomlError(f"{key}: {path} is not a checkpoint of the reid trainer")
-    net = build_net(meta["spec"], int(meta["num_classes"]))
-    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.eval(), dict(meta["spec"])
 
 
 @torch.no_grad()
@@ -67,15 +50,7 @@ class ReidTrainer(TrainerPlugin):
     monitor = Monitor("cmc_rank_1", "max")
     metrics = ("cmc_rank_5", "cmc_rank_10", "mAP")
     evaluation_metric = "cmc_rank_1"
-
-    def schema_path(self) -> Path:
-        return SEARCH_SPACES / "reid.train.schema.json"
-
-    def spec_template(self, action: str = "train") -> Path:
-        path = SEARCH_SPACES / "reid" / f"spec_template_{action}.yaml"
-        if not path.is_file():
-            raise AutomlError(f"model 'reid' has no spec template for action '{action}' (train, evaluate, inference, export)")
-        return path
+    spec_dir = SEARCH_SPACES
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -108,42 +83,43 @@ class ReidTrainer(TrainerPlugin):
         }
 
     # -- actions ------------------------------------------------------------------------------
-    def train(self, spec: Mapping[str, Any], results_dir: Path, reporter: Reporter | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
-        from automl.training.runner import fit
+    def train_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        # TAO's reid names the clipping norm train.grad_clip; the shared runner reads train.clip_grad_norm.
+        return apply_config(spec, {"train.clip_grad_norm": float(spec.get("train", {}).get("grad_clip", 0.0) or 0.0)})
+
+    def build_datamodule(self, spec: Mapping[str, Any]):
         from trainers.reid.data import ReidDataModule
+
+        return ReidDataModule(spec)
+
+    def build_module(self, spec: Mapping[str, Any], datamodule):
         from trainers.reid.module import ReidModule
 
-        datamodule = ReidDataModule(spec)
-        module = ReidModule(spec, datamodule.num_classes, datamodule.num_query, datamodule.train_set.pids)
-        # TAO's reid names the clipping norm train.grad_clip; the shared runner reads train.clip_grad_norm.
-        run_spec = apply_config(spec, {"train.clip_grad_norm": float(spec.get("train", {}).get("grad_clip", 0.0) or 0.0)})
-        result = fit(module, datamodule, run_spec, results_dir, monitor=self.monitor, reporter=reporter,
-                     max_epochs=max_epochs).as_dict()
-        result.update({"num_classes": datamodule.num_classes, "num_query": datamodule.num_query,
-                       "num_gallery": len(datamodule.gallery)})
-        if module.missing_pretrained:
-            result["pretrained_missing_keys"] = len(module.missing_pretrained)
-        return result
+        return ReidModule(spec, datamodule.num_classes, datamodule.num_query, datamodule.train_set.pids)
 
-    def _query_gallery(self, spec: Mapping[str, Any], action: str, strict: bool):
+    def train_summary(self, datamodule, module) -> dict[str, Any]:
+        out = {"num_classes": datamodule.num_classes, "num_query": datamodule.num_query,
+               "num_gallery": len(datamodule.gallery)}
+        if module.missing_pretrained:
+            out["pretrained_missing_keys"] = len(module.missing_pretrained)
+        return out
+
+    def _embedded(self, spec: Mapping[str, Any], action: str, strict: bool):
+        """The checkpoint's train spec, the query and gallery images of ``action`` and their embeddings."""
+        section = spec.get(action) or {}
+        net, train_spec = load_trained(section.get("checkpoint", ""), f"{action}.checkpoint")
         query = scan_folder(_section_value(spec, action, "query_dataset", "query_dataset_dir"),
                             f"{action}.query_dataset", strict=strict)
         gallery = scan_folder(_section_value(spec, action, "test_dataset", "test_dataset_dir"),
                               f"{action}.test_dataset", strict=strict)
-        return query, gallery
-
-    def _batch(self, spec: Mapping[str, Any], action: str, train_spec: Mapping[str, Any]) -> int:
-        size = int((spec.get(action) or {}).get("batch_size", -1) or -1)
-        return size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
+        size = int(section.get("batch_size", -1) or -1)
+        batch = size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
+        return train_spec, query, gallery, embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         results_dir = Path(results_dir)
         section = spec.get("evaluate") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "evaluate.checkpoint")
-        query, gallery = self._query_gallery(spec, "evaluate", strict=True)
-        batch = self._batch(spec, "evaluate", train_spec)
-        q_feat, g_feat = embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
+        train_spec, query, gallery, q_feat, g_feat = self._embedded(spec, "evaluate", strict=True)
         eval_spec = dict(train_spec)
         eval_spec["re_ranking"] = spec.get("re_ranking", train_spec.get("re_ranking", {}))
         arr = lambda items, attr: np.array([getattr(i, attr) for i in items])  # noqa: E731
@@ -173,11 +149,8 @@ class ReidTrainer(TrainerPlugin):
         """Ranked gallery matches per query (JSON). No identity filtering: names need not be Market-1501."""
         results_dir = Path(results_dir)
         section = spec.get("inference") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "inference.checkpoint")
-        query, gallery = self._query_gallery(spec, "inference", strict=False)
-        batch = self._batch(spec, "inference", train_spec)
-        q = torch.nn.functional.normalize(embed(net, query, train_spec, batch), dim=1)
-        g = torch.nn.functional.normalize(embed(net, gallery, train_spec, batch), dim=1)
+        _, query, gallery, q_feat, g_feat = self._embedded(spec, "inference", strict=False)
+        q, g = torch.nn.functional.normalize(q_feat, dim=1), torch.nn.functional.normalize(g_feat, dim=1)
         dist = torch.cdist(q, g).numpy()
         top_k = min(int((spec.get("re_ranking") or {}).get("max_rank", 10) or 10), len(gallery))
         rows = []
@@ -191,29 +164,20 @@ class ReidTrainer(TrainerPlugin):
         return {"output_file": str(out), "num_query": len(query), "num_gallery": len(gallery), "top_k": top_k}
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        from automl.training.onnx_export import export_onnx, onnx_parity
+        from automl.training.onnx_export import export_with_parity
 
-        results_dir = Path(results_dir)
         section = spec.get("export") or {}
-        net, train_spec = load_model(section.get("checkpoint", ""), "export.checkpoint")
+        net, train_spec = load_trained(section.get("checkpoint", ""), "export.checkpoint")
         h, w = input_hw(train_spec)  # the trained input size, whatever the export section says
-        out = Path(str(section.get("onnx_file") or "").strip() or results_dir / "model.onnx")
-        export_onnx(net, out, (3, h, w), batch_size=int(section.get("batch_size", -1) or -1),
-                    opset_version=int(section.get("opset_version", 17) or 17))
-        parity = onnx_parity(net, out, torch.randn(4, 3, h, w, generator=torch.Generator().manual_seed(0)))
-        if parity["max_abs_diff"] > 1e-4:
-            raise AutomlError(f"export: ONNX output differs from PyTorch by {parity['max_abs_diff']:.2e} (> 1e-4) for {out}")
-        return {"onnx_file": str(out), "input_shape": [3, h, w], "embedding_dim": int(net.feat_dim), "parity": parity}
+        return {**export_with_parity(net, section, results_dir, (3, h, w)), "embedding_dim": int(net.feat_dim)}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         """TensorRT engine (FP32 / FP16 / INT8) from the exported ONNX. TAO's reid has no such action;
         the search promotes its winner to an engine, so ours does. Needs the tensorrt wheel and a GPU
         (a clear error otherwise; not run on the CPU-only CI)."""
-        from automl.data.folders import load_rgb
-        from automl.training.tensorrt import build_engine, engine_request_from_spec
+        from automl.training.tensorrt import build_engine_from_spec
 
-        def preprocess_for(height: int, width: int):
-            tf = eval_transform(apply_config(spec, {"model.input_height": height, "model.input_width": width}))
-            return lambda p: np.asarray(tf(load_rgb(p)), dtype=np.float32)
+        def transform_at(height: int, width: int):
+            return eval_transform(apply_config(spec, {"model.input_height": height, "model.input_width": width}))
 
-        return build_engine(engine_request_from_spec(spec.get("gen_trt_engine") or {}, results_dir, preprocess_for))
+        return build_engine_from_spec(spec.get("gen_trt_engine") or {}, results_dir, transform_at)

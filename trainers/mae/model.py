@@ -25,6 +25,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from automl.errors import AutomlError
+from automl.training.checkpoints import load_matching_weights, load_state_dict, strip_prefix
 
 # TAO's arch names -> timm's. Other timm names of the two families work as well.
 ARCHS = {
@@ -237,12 +238,22 @@ def build_mae(spec: Mapping[str, Any]) -> nn.Module:
 
 def encoder_state(mae_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The encoder's weights out of a pretrain checkpoint's state dict (keys ``mae.encoder.*``)."""
-    prefix = "mae.encoder."
-    return {k[len(prefix):]: v for k, v in mae_state.items() if k.startswith(prefix)}
+    return strip_prefix(mae_state, "mae.encoder.")
 
 
-def is_head_param(name: str) -> bool:
-    return name.startswith(("head.fc", "head.", "fc.")) and not name.startswith("head.norm")
-
-
-
+def load_encoder_weights(model: torch.nn.Module, path: str) -> dict[str, Any]:
+    """Initialise a timm classifier from ``train.pretrained_model_path``: our pretrain checkpoint
+    (``mae.encoder.*``), our finetune checkpoint (``model.*``) or a bare timm state dict. The head
+    is skipped when its shape differs (a new class count)."""
+    state = load_state_dict(path, key="train.pretrained_model_path")
+    if any(k.startswith("mae.encoder.") for k in state):
+        state = encoder_state(state)
+    elif any(k.startswith("model.") for k in state):
+        state = strip_prefix(state, "model.")
+    missing = load_matching_weights(model, state, "train.pretrained_model_path", path,
+                                    "model.arch (different architecture or size?)")
+    body_missing = [k for k in missing if not k.startswith(("head", "fc_norm", "fc."))]
+    if body_missing:
+        raise AutomlError(f"train.pretrained_model_path: {path} lacks {len(body_missing)} encoder weights of model.arch "
+                          f"(e.g. {body_missing[0]}); was it trained with the same model.arch, timm_kwargs and input_size?")
+    return {"loaded": len(model.state_dict()) - len(missing), "missing": missing}
