@@ -149,3 +149,27 @@ def test_gen_trt_engine_calibrates_with_the_trainers_eval_transform(model, tmp_p
     (batch,) = list(requests[0].calibration)
     assert batch.shape == (3, 3, 32, 32) and batch.dtype == np.float32
     assert batch.min() < 0 < batch.max()  # normalised pixels, not raw 0..1 or 0..255 values
+
+
+def test_pretrained_weights_load_where_name_and_shape_match(tmp_path):
+    """ml_recog's model.pretrained_model_path through the shared shape-matching loader: the trunk of a
+    network with another embedding size loads, its embedder does not; a foreign file is one error line."""
+    import torch
+
+    from automl.plugins import get_trainer
+    from automl.spec import apply_config, load_yaml
+    from trainers.ml_recog.model import build_network, load_pretrained
+
+    spec = apply_config(load_yaml(get_trainer("ml_recog").spec_template("train")), {"model.feat_dim": 32})
+    source = build_network(apply_config(spec, {"model.feat_dim": 64}))
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "source.ckpt")
+    net = build_network(spec)
+    notes = load_pretrained(net, apply_config(spec, {"model.pretrained_model_path": str(tmp_path / "source.ckpt")}))
+    trunk = source.trunk.state_dict()
+    assert all(torch.equal(v, trunk[k]) for k, v in net.trunk.state_dict().items())
+    assert not torch.equal(net.embedder[0].weight[:, :1], source.embedder[0].weight[:32, :1])
+    loaded, total = len(trunk) + 1, len(net.state_dict())  # the trunk and the BatchNorm's batch counter
+    assert notes == [f"model.pretrained_model_path: loaded {loaded}/{total} tensors from {tmp_path / 'source.ckpt'}"]
+    torch.save({"state_dict": {"other.weight": torch.zeros(3)}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(AutomlError, match=r"^model.pretrained_model_path: no weights in .*foreign.ckpt fit backbone"):
+        load_pretrained(net, apply_config(spec, {"model.pretrained_model_path": str(tmp_path / "foreign.ckpt")}))
