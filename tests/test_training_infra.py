@@ -92,17 +92,23 @@ def test_last_checkpoint_follows_every_epoch_even_when_the_monitor_gets_worse(tm
     assert sorted(p.name for p in tmp_path.glob("epoch_*.ckpt")) == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]
 
 
-def test_engine_request_from_a_tao_gen_trt_engine_section(tmp_path):
-    """Shape from the ONNX file, TAO's "int8,fp16" data_type, calibration fed through the model's preprocessing."""
+def _onnx_and_calibration_images(tmp_path, height: int, width: int, count: int, image_size=(8, 8)):
+    """A conv net exported at ``height`` x ``width`` (dynamic batch) and ``count`` coloured images."""
     import torch
 
     onnx_file = tmp_path / "model.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 24, 20),), str(onnx_file), input_names=["input"],
-                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, height, width),), str(onnx_file),
+                      input_names=["input"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
     images = tmp_path / "cal"
     images.mkdir()
-    for i in range(5):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(images / f"{i}.png")
+    for i in range(count):
+        Image.new("RGB", image_size, (i * 40, 100, 200 - i * 40)).save(images / f"{i}.png")
+    return onnx_file, images
+
+
+def test_engine_request_from_a_tao_gen_trt_engine_section(tmp_path):
+    """Shape from the ONNX file, TAO's "int8,fp16" data_type, calibration fed through the model's preprocessing."""
+    onnx_file, images = _onnx_and_calibration_images(tmp_path, 24, 20, 5)
     seen = []
 
     def preprocess_for(height, width):
@@ -125,18 +131,10 @@ def test_engine_request_from_a_tao_gen_trt_engine_section(tmp_path):
 def test_gen_trt_engine_calibrates_with_the_trainers_eval_transform(model, tmp_path, monkeypatch):
     """Every trainer hands build_engine INT8 calibration batches made by its own eval transform at the
     ONNX input size (what TensorRT itself would then consume)."""
-    import torch
-
     from automl.plugins import get_trainer
     from automl.spec import apply_config, load_yaml
 
-    onnx_file = tmp_path / "model.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(onnx_file), input_names=["input"],
-                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
-    images = tmp_path / "cal"
-    images.mkdir()
-    for i in range(3):
-        Image.new("RGB", (40, 50), (i * 60, 100, 200 - i * 50)).save(images / f"{i}.png")
+    onnx_file, images = _onnx_and_calibration_images(tmp_path, 32, 32, 3, image_size=(40, 50))
     plugin = get_trainer(model)
     spec = apply_config(load_yaml(plugin.spec_template("gen_trt_engine")), {
         "gen_trt_engine.onnx_file": str(onnx_file), "gen_trt_engine.trt_engine": str(tmp_path / "model.engine"),
@@ -149,3 +147,27 @@ def test_gen_trt_engine_calibrates_with_the_trainers_eval_transform(model, tmp_p
     (batch,) = list(requests[0].calibration)
     assert batch.shape == (3, 3, 32, 32) and batch.dtype == np.float32
     assert batch.min() < 0 < batch.max()  # normalised pixels, not raw 0..1 or 0..255 values
+
+
+def test_pretrained_weights_load_where_name_and_shape_match(tmp_path):
+    """ml_recog's model.pretrained_model_path through the shared shape-matching loader: the trunk of a
+    network with another embedding size loads, its embedder does not; a foreign file is one error line."""
+    import torch
+
+    from automl.plugins import get_trainer
+    from automl.spec import apply_config, load_yaml
+    from trainers.ml_recog.model import build_network, load_pretrained
+
+    spec = apply_config(load_yaml(get_trainer("ml_recog").spec_template("train")), {"model.feat_dim": 32})
+    source = build_network(apply_config(spec, {"model.feat_dim": 64}))
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "source.ckpt")
+    net = build_network(spec)
+    notes = load_pretrained(net, apply_config(spec, {"model.pretrained_model_path": str(tmp_path / "source.ckpt")}))
+    trunk = source.trunk.state_dict()
+    assert all(torch.equal(v, trunk[k]) for k, v in net.trunk.state_dict().items())
+    assert not torch.equal(net.embedder[0].weight[:, :1], source.embedder[0].weight[:32, :1])
+    loaded, total = len(trunk) + 1, len(net.state_dict())  # the trunk and the BatchNorm's batch counter
+    assert notes == [f"model.pretrained_model_path: loaded {loaded}/{total} tensors from {tmp_path / 'source.ckpt'}"]
+    torch.save({"state_dict": {"other.weight": torch.zeros(3)}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(AutomlError, match=r"^model.pretrained_model_path: no weights in .*foreign.ckpt fit backbone"):
+        load_pretrained(net, apply_config(spec, {"model.pretrained_model_path": str(tmp_path / "foreign.ckpt")}))

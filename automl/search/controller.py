@@ -315,9 +315,9 @@ def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[st
     elif not spec_file:
         spec = apply_config(spec, plugin.demo_data(output / ".demo_data" / model))
     spec = apply_config(spec, parse_overrides(overrides))
-    if is_launched_worker():  # a DDP rank re-running this command: rank 0 named the folder (time-stamped)
-        results = Path(os.environ[PLAIN_RUN_ENV])
+    results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
+    if is_launched_worker() and os.environ.get(PLAIN_RUN_ENV):
+        results = Path(os.environ[PLAIN_RUN_ENV])  # a DDP rank re-running this command, seconds after rank 0
     else:
-        results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
         os.environ[PLAIN_RUN_ENV] = str(results)  # inherited by the ranks Lightning launches
     return spec, str(spec_file or template), results

@@ -13,7 +13,7 @@ from automl.errors import AutomlError
 from automl.training.schedule import warmup_multistep
 from trainers.ml_recog.config import MONITOR, model_config
 from trainers.ml_recog.metrics import retrieval_metrics
-from trainers.ml_recog.model import EmbeddingNet, build_network
+from trainers.ml_recog.model import EmbeddingNet, build_network, load_pretrained
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "SGD": torch.optim.SGD, "Adamax": torch.optim.Adamax}
 
@@ -64,7 +64,9 @@ class MLRecogModule(pl.LightningModule):
         self.per_class = bool(train.get("report_accuracy_per_class", True))
         self._val: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         self.last_metrics: dict[str, float] = {}
-        self.pretrained_notes: list[str] = []
+        # resuming restores the trained weights; pretrained ones would only be overwritten
+        resuming = str(train.get("resume_training_checkpoint_path") or "").strip()
+        self.pretrained_notes = [] if resuming else load_pretrained(self.net, spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

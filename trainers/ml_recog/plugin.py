@@ -77,14 +77,9 @@ class MLRecogPlugin(TrainerPlugin):
         return datamodule
 
     def build_module(self, spec: Mapping[str, Any], datamodule):
-        from trainers.ml_recog.model import load_pretrained
         from trainers.ml_recog.module import MLRecogModule
 
-        module = MLRecogModule(spec)
-        # resuming restores the trained weights; pretrained ones would only be overwritten
-        resuming = str(spec["train"].get("resume_training_checkpoint_path") or "").strip()
-        module.pretrained_notes = [] if resuming else load_pretrained(module.net, spec)
-        return module
+        return MLRecogModule(spec)
 
     def train_summary(self, datamodule, module) -> dict[str, Any]:
         return {"notes": module.pretrained_notes, "metrics": module.last_metrics}
