@@ -25,6 +25,7 @@ from automl.backends import ray_backend  # noqa: E402
 from automl.backends.base import SearchSetup  # noqa: E402
 from automl.errors import AutomlError  # noqa: E402
 from automl.plugins import Monitor, get_trainer  # noqa: E402
+from automl.search.algorithms import resolve_settings  # noqa: E402
 
 AUTOML = str(Path(sys.executable).with_name("automl"))
 #: what the two backends keep privately: their storage and worker plumbing; everything else is shared
@@ -99,7 +100,8 @@ def test_algorithm_mapping():
     def built(algorithm):
         setup = SearchSetup(name="x", run_dir=Path("/tmp/x"), model="toy", base_spec={}, space=space,
                             space_path=Path("/tmp/x/space.json"), algorithm=algorithm, seed=0, workers=2,
-                            objectives=[Monitor("val_score", "max")], max_epochs=9)
+                            objectives=[Monitor("val_score", "max")], max_epochs=9,
+                            algorithm_settings=resolve_settings(algorithm, {}, max_epochs=9, budget=10))
         return ray_backend.build_search(setup)
 
     search, scheduler, param_space = built("tpe")
@@ -272,3 +274,48 @@ def test_schedulers_on_the_cluster(cluster, tmp_path, algorithm):
                                          (Path(r["trial_dir"]) / "metrics.jsonl").read_text().splitlines())})
     if algorithm == "asha":  # rungs at 1 and 3 epochs: some trials are stopped early
         assert any(r["state"] == "pruned" and r["epochs_done"] < 4 for r in res.values())
+
+
+def test_fixed_points_leave_dependent_values_to_tune(tmp_path):
+    """A parameter that depends on another is a tune.sample_from; the baseline's point carries its
+    helper unit, and Tune's own placeholder resolution decodes the same value (a plain value in the
+    point crashed it: "'int' object is not subscriptable")."""
+    from collections import defaultdict
+
+    from ray.tune.impl.placeholder import inject_placeholders, resolve_placeholders
+
+    from automl.space import compile_space, load_schema
+
+    schema = json.loads(Path(get_trainer("toy").schema_path()).read_text())
+    schema["automl_default_parameters"].append("toy.batch")
+    schema["properties"]["toy"]["properties"]["batch"] = {"type": "int", "default": 12, "minimum": 2, "maximum": 48,
+                                                         "math_cond": "/ depends_on", "depends_on": "toy.width"}
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    space = compile_space(load_schema(tmp_path / "s.json"))
+    for algorithm in ("random", "hyperband", "pbt"):
+        setup = SearchSetup(name="x", run_dir=tmp_path, model="toy", base_spec={}, space=space,
+                            space_path=tmp_path / "space.json", algorithm=algorithm, seed=0, workers=2,
+                            objectives=[Monitor("val_score", "max")], max_epochs=9,
+                            algorithm_settings=resolve_settings(algorithm, {}, max_epochs=9, budget=10))
+        param_space = space.to_ray()
+        [point] = ray_backend._fixed_points(setup, param_space)
+        assert "toy.batch" not in point and "toy.batch__u" in point
+        replaced = defaultdict(list)
+        config = {**inject_placeholders(param_space, replaced), **point}
+        resolve_placeholders(config, replaced)
+        assert space.from_ray(config) == space.defaults()
+        ray_backend.build_search(setup)  # every algorithm over this space builds
+    # a searcher without a param_space (OptunaSearch) gets the whole config
+    setup.algorithm = "tpe"
+    assert ray_backend._fixed_points(setup, None)[0]["toy.batch"] == 12
+
+
+def test_private_ray_is_private_and_auto_joins(monkeypatch):
+    """No --address: a Ray of our own even when RAY_ADDRESS or `ray start` names another cluster."""
+    calls = []
+    monkeypatch.setattr(ray_backend.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_backend.ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
+    ray_backend.RayBackend()._connect(None)
+    ray_backend.RayBackend()._connect("auto")
+    assert calls[0]["address"] == "local" and calls[1]["address"] == "auto"

@@ -44,10 +44,12 @@ from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, Se
                                   TrialRecord)
 from automl.errors import AutomlError
 from automl.search import rundir
-from automl.search.algorithms import MULTI_FIDELITY, Rungs, grid_configs, make_pruner, make_sampler
+from automl.search.algorithms import MULTI_FIDELITY, grid_configs, make_pruner, make_sampler, rungs_of
+from automl.search.outcome import FailureStreak
 from automl.search.slots import slot_env
-from automl.search.worker import (CONFIG, JOB_FILE, PREVIOUS_RESULT, RESULT, SPEC, best_epoch, epoch_metrics,
-                                  make_job)
+from automl.reporting import read_metrics
+from automl.search.worker import (CONFIG, INHERITED, JOB_FILE, METRICS, PREVIOUS_RESULT, RESULT, SPEC, best_epoch,
+                                  epoch_metrics, make_job)
 from automl.spec import apply_config, dump_yaml
 
 log = logging.getLogger(__name__)
@@ -223,7 +225,7 @@ class _Search:
         self.records: dict[int, TrialRecord] = {}
         self.running: dict[int, Job] = {}  # slot index -> job
         self.queue: list[Job] = []  # reruns after a resume, pbt segments
-        self.consecutive_failures = 0
+        self.failures = FailureStreak(setup.max_consecutive_failures)
         self._used: int | None = None  # trials counted against the budget (cached; this process asks them all)
         self._record_json: dict[int, dict] = {}
         self._unwritten: dict[int, TrialRecord] = {}  # finished trials whose result.json is not written yet
@@ -231,10 +233,7 @@ class _Search:
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.mf = setup.algorithm in MULTI_FIDELITY
-        s = setup.algorithm_settings
-        self.rungs = (Rungs(setup.max_epochs, int(s.get("min_epochs", max(1, setup.max_epochs // 9))),
-                            int(s.get("reduction_factor", 3)), brackets=setup.algorithm in ("hyperband", "bohb"))
-                      if self.mf else None)
+        self.rungs = rungs_of(setup) if self.mf else None
         self.pbt = _PBT(self) if setup.algorithm == "pbt" else None
         self.slot_threads: dict[int, tuple[threading.Thread, queue.Queue]] = {}
         self.workers = [SlotWorker(slot, setup.run_dir / "workers" / f"slot{slot['index']}.log", setup.model)
@@ -269,7 +268,7 @@ class _Search:
             for config in setup.warm_start_configs:
                 self._enqueue(config, "warm_start")
             if setup.algorithm == "grid":
-                points = int(setup.algorithm_settings.get("grid_points", 3))
+                points = setup.algorithm_settings["grid_points"]
                 room = setup.budget_trials - 1 - len(setup.warm_start_configs)
                 for config in grid_configs(setup.space, points, setup.seed)[:max(0, room)]:
                     self._enqueue(config, "grid")
@@ -605,15 +604,10 @@ class _Search:
     def _record(self, record: TrialRecord, announce: bool = True) -> None:
         """Account for a finished trial (failure streak, stop); ``announce`` also tells tracker and display."""
         self.records[record.number] = record
-        if record.state == FAILED:
-            self.consecutive_failures += 1
-            limit = self.setup.max_consecutive_failures
-            if limit and self.consecutive_failures >= limit and self.stop_reason is None:
-                self.stop_reason = (f"stopped: {self.consecutive_failures} trials failed in a row "
-                                    f"(last: trial {record.number}: {record.reason})")
-                self.progress.message(self.stop_reason)
-        else:
-            self.consecutive_failures = 0
+        stop = self.failures.add(record)
+        if stop and self.stop_reason is None:
+            self.stop_reason = stop
+            self.progress.message(stop)
         if announce:
             self._announce(record)
 
@@ -705,10 +699,10 @@ class _PBT:
     def __init__(self, search: _Search):
         self.search = search
         s = search.setup.algorithm_settings
-        self.population = int(s.get("population", max(2, min(4, search.setup.budget_trials))))
-        self.interval = int(s.get("perturbation_interval", max(1, search.setup.max_epochs // 3)))
-        self.quantile = float(s.get("quantile", 0.25))
-        self.resample_probability = float(s.get("resample_probability", 0.25))
+        self.population = s["population"]
+        self.interval = s["perturbation_interval"]
+        self.quantile = s["quantile_fraction"]
+        self.resample_probability = s["resample_probability"]
         self.rng = random.Random(search.setup.seed)
         self.np_rng = np.random.default_rng(search.setup.seed)
         #: member -> its latest segment trial number
@@ -764,9 +758,9 @@ class _PBT:
         # the segment continues the source's history: seed its metrics so epochs and values line up
         folder = rundir.trial_dir(search.setup.run_dir, job.number)
         folder.mkdir(parents=True, exist_ok=True)
-        src_metrics = Path(source.trial_dir) / "metrics.jsonl"
-        if src_metrics.exists():
-            (folder / "metrics.jsonl").write_bytes(src_metrics.read_bytes())
+        history = [{**r, INHERITED: True} for r in read_metrics(source.trial_dir)]
+        if history:  # marked: these epochs are not this segment's epochs_run
+            (folder / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
         self.latest[member] = job.number
         return job
 

@@ -83,6 +83,8 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor
 from automl.reporting import FileReporter, read_metrics
 from automl.search import rundir, worker
+from automl.search.algorithms import RAY, check_backend, make_sampler
+from automl.search.outcome import FailureStreak
 from automl.reporting import clean_float
 from automl.spec import apply_config, flatten
 
@@ -93,7 +95,8 @@ NUMBERS_FILE = "trial_numbers.json"
 RAY_NAMESPACE = "automl"
 #: Optuna-sampler algorithms that OptunaSearch can drive
 OPTUNA_ALGORITHMS = ("tpe", "gp", "cmaes", "qmc", "nsga2")
-RAY_ALGORITHMS = (*OPTUNA_ALGORITHMS, "random", "asha", "hyperband", "bohb", "pbt")
+#: algorithms whose trials Tune samples from ``space.to_ray()`` (the rest are driven by OptunaSearch)
+RAY_DOMAIN_ALGORITHMS = ("random", "hyperband", "bohb", "pbt")
 #: filesystems that every node of a cluster can mount (shared storage)
 SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "cephfs",
                       "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs",
@@ -105,9 +108,7 @@ STOPPED_REASON = "stopped by the Ray Tune scheduler"
 # Checks that need no Ray: algorithm names, storage rules
 # ------------------------------------------------------------------------------------------------
 def check_algorithm(algorithm: str) -> None:
-    if algorithm not in RAY_ALGORITHMS:
-        raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; "
-                          f"allowed: {', '.join(RAY_ALGORITHMS)} (use the embedded backend for it)")
+    check_backend(algorithm, RAY)
     if algorithm == "bohb":
         try:
             import ConfigSpace  # noqa: F401
@@ -472,6 +473,26 @@ class RunFolderCallback(tune.Callback):
             live["progress"].message(f"trial {self._number(trial)} failed ({_error_text(trial)}); retrying "
                                      "from its last checkpoint")
 
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        """Keep the trial's newest Tune checkpoints, delete the older ones (local storage).
+
+        Why not Tune's ``CheckpointConfig(num_to_keep)``: a trial that Tune restarts while one of its
+        checkpoints is in flight (a PBT exploit, a pause) is handed a checkpoint index that does not
+        count that one, writes the same ``checkpoint_NNNNNN`` again, and Tune's cleanup then deletes
+        the folder twice (``FileNotFoundError`` with a traceback on the console) or deletes the newer
+        checkpoint under the older one's name. Here a folder is deleted at most once, by age, and never
+        the one Tune would restore from.
+        """
+        keep = self.live.get("checkpoints_to_keep")
+        path = getattr(checkpoint, "path", None)
+        if not keep or not path or is_uri(str(path)):
+            return
+        latest = getattr(trial.checkpoint, "path", None) if trial.checkpoint else None
+        folders = sorted(Path(path).parent.glob("checkpoint_*"), key=_mtime, reverse=True)
+        for folder in folders[keep:]:
+            if str(folder) not in (str(path), str(latest)):
+                shutil.rmtree(folder, ignore_errors=True)
+
     def on_step_end(self, iteration, trials, **info):
         live = self.live
         for trial in trials:  # Tune has no pause hook: watch for trials that became PAUSED
@@ -518,15 +539,18 @@ class RunFolderCallback(tune.Callback):
         live["tracker"].trial_finished(number, record.state, record.value, result, tdir)
         live["progress"].trial_finished(record)
         with live["lock"]:
-            if record.state == FAILED:
-                live["streak"] += 1
-            elif record.state in (COMPLETE, PRUNED):
-                live["streak"] = 0
-            if live["max_failures_in_row"] and live["streak"] >= live["max_failures_in_row"]:
-                live["stop"] = (f"stopped after {live['streak']} failed trials in a row "
-                                f"(last: {record.reason})")
+            stop = live["failures"].add(record)
+            if stop and not live["stop"]:
+                live["stop"] = stop
         records = rundir.read_trials(Path(self.run_dir))
         live["tracker"].search_progress([r.to_json() for r in records], _best(records, live["monitor"]))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # deleted meanwhile: the oldest
+        return 0.0
 
 
 def _callback(run_dir: Path) -> RunFolderCallback:
@@ -576,6 +600,9 @@ def _driver_result(tdir: Path, number: int, state: str, reason: str | None, star
 
     previous = rundir.read_json_or(tdir / worker.PREVIOUS_RESULT, {})
     epochs = worker.epoch_metrics(tdir)
+    # a stretch cut off by a driver crash wrote no result: its epochs are the records before this one's
+    own = worker.own_epochs(read_metrics(tdir))
+    epochs_before = int(previous["epochs_run"]) if "epochs_run" in previous else max(0, own - int(epochs_now))
     monitor = objectives[0]
     best, value = worker.best_epoch(epochs, monitor)
     ckpt = None
@@ -601,7 +628,7 @@ def _driver_result(tdir: Path, number: int, state: str, reason: str | None, star
         "best_epoch": best,
         "best_checkpoint": ckpt,
         "last_checkpoint": str(last_ckpt) if last_ckpt.exists() else None,
-        "epochs_run": int(previous.get("epochs_run", 0)) + int(epochs_now),
+        "epochs_run": epochs_before + int(epochs_now),
         "epochs_done": (max(epochs) + 1) if epochs else 0,
         "reason": reason,
         "duration_s": float(previous.get("duration_s", 0.0)) + duration,
@@ -633,7 +660,7 @@ def _mark_interrupted(run_dir: Path, record: TrialRecord, setup: SearchSetup) ->
     best, value = worker.best_epoch(epochs, setup.monitor)
     rundir.write_json(tdir / worker.RESULT, {
         **record.to_json(), "state": FAILED, "value": value, "best_epoch": best,
-        "epochs_done": (max(epochs) + 1) if epochs else 0, "epochs_run": len(epochs),
+        "epochs_done": (max(epochs) + 1) if epochs else 0, "epochs_run": worker.own_epochs(read_metrics(tdir)),
         "reason": "interrupted: the driver died before Ray Tune saved this trial in its state, so it cannot resume"})
 
 
@@ -657,11 +684,23 @@ def _best(records: list[TrialRecord], monitor: Monitor) -> dict[str, Any] | None
 # ------------------------------------------------------------------------------------------------
 # Search algorithms and schedulers
 # ------------------------------------------------------------------------------------------------
-def _fixed_points(setup: SearchSetup) -> list[dict[str, Any]]:
-    """Trial 0 (the defaults) then the warm-start configs, in the space's Tune form."""
+def _fixed_points(setup: SearchSetup, param_space: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Trial 0 (the defaults) then the warm-start configs, in the space's Tune form.
+
+    With a ``param_space`` Tune resolves every ``tune.sample_from`` entry of a trial's config after the
+    searcher's point is merged in, and a plain value where it expects the entry's placeholder crashes
+    it (``'int' object is not subscriptable`` in ``ray.tune.impl.placeholder``). A parameter that
+    depends on another is such an entry: its point carries the helper units it decodes from
+    (``to_ray_config``) and leaves the value itself to Tune's resolution, which decodes the same value.
+    """
+    from ray.tune.search.sample import Function
+
     points = [dict(setup.space.defaults()), *[dict(c) for c in setup.warm_start_configs]]
-    to_ray_config = getattr(setup.space, "to_ray_config", None)
-    return [to_ray_config(p) if callable(to_ray_config) else p for p in points]
+    points = [setup.space.to_ray_config(p) for p in points]
+    if param_space is None:  # a searcher without a param_space: its point is the trial's whole config
+        return points
+    derived = {name for name, domain in param_space.items() if isinstance(domain, Function)}
+    return [{k: v for k, v in p.items() if k not in derived} for p in points]
 
 
 class CheckedSearcher(Searcher):
@@ -728,11 +767,27 @@ class CheckedSearcher(Searcher):
             self.__dict__.update(ray.cloudpickle.load(fh))
 
 
-def _plain_domains(param_space: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``space.to_ray()`` PBT can mutate (sampling domains, not derived values)."""
+def _plain_domains(space: Any, param_space: Mapping[str, Any]) -> dict[str, Any]:
+    """PBT's ``hyperparam_mutations``: the searched names with a sampling domain (not derived values,
+    and not the helper units a derived value was decoded from: the trial's config holds the decoded
+    value, so mutating its helper would change nothing). A choice goes in as the list of its options:
+    PBT resamples or shifts a list, but multiplies a Domain's value by 0.8/1.2, which for a string
+    choice is a TypeError inside Tune."""
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    return {k: v for k, v in param_space.items() if isinstance(v, (Float, Integer, Categorical))}
+    out: dict[str, Any] = {}
+    for name, domain in param_space.items():
+        if name not in set(space.names) or not isinstance(domain, (Float, Integer, Categorical)):
+            continue
+        if isinstance(domain, Categorical):
+            options: list[Any] = []
+            for option in domain.categories:  # a weighted choice repeats its options
+                if option not in options:
+                    options.append(option)
+            out[name] = options
+        else:
+            out[name] = domain
+    return out
 
 
 class _ExploreRepair:
@@ -758,18 +813,15 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
     from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
 
-    from automl.search.algorithms import make_sampler
-
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     algorithm, settings, space = setup.algorithm, setup.algorithm_settings, setup.space
     metric = setup.monitor.metric if not setup.multi_objective else [m.metric for m in setup.objectives]
     mode = setup.monitor.mode if not setup.multi_objective else [m.mode for m in setup.objectives]
-    eta = int(settings.get("reduction_factor", 3))
-    grace = int(settings.get("min_epochs", 1))
     max_t = max(1, int(setup.max_epochs))
-    fixed = _fixed_points(setup)[skip_fixed:]
+    param_space = space.to_ray() if algorithm in RAY_DOMAIN_ALGORITHMS else None
+    fixed = _fixed_points(setup, param_space)[skip_fixed:]
     Checked = CheckedSearcher
 
     def optuna_search(name: str):
@@ -778,23 +830,21 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
         inner = OptunaSearch(space=space.suggest, metric=metric, mode=mode, sampler=sampler)
         return Checked(inner, space, fixed, metric, mode)
 
-    if setup.multi_objective and algorithm not in ("nsga2", "tpe", "random"):
-        raise AutomlError(f"--objectives with several metrics: --algorithm {algorithm} is single-objective "
-                          "with --backend ray; use nsga2, tpe or random")
     if algorithm in OPTUNA_ALGORITHMS:
         return optuna_search(algorithm), FIFOScheduler(), None
     if algorithm == "random":
         return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
-                                      max_concurrent=setup.workers), FIFOScheduler(), space.to_ray())
+                                      max_concurrent=setup.workers), FIFOScheduler(), param_space)
     if algorithm == "asha":
         return (optuna_search("asha"),
                 ASHAScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
-                              grace_period=min(grace, max_t), reduction_factor=eta), None)
+                              grace_period=settings["min_epochs"], reduction_factor=settings["reduction_factor"]),
+                None)
     if algorithm == "hyperband":
         # Tune's HyperBand pauses trials at a rung and resumes the promoted ones from their checkpoint
         return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed),
                 HyperBandScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
-                                   reduction_factor=eta), space.to_ray())
+                                   reduction_factor=settings["reduction_factor"]), param_space)
     if algorithm == "bohb":
         from ray.tune.schedulers import HyperBandForBOHB
         from ray.tune.search.bohb import TuneBOHB
@@ -802,23 +852,22 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
         inner = TuneBOHB(metric=metric, mode=mode, seed=setup.seed)
         return (Checked(inner, space, fixed, metric, mode),
                 HyperBandForBOHB(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
-                                 reduction_factor=eta), space.to_ray())
+                                 reduction_factor=settings["reduction_factor"]), param_space)
     if algorithm == "pbt":
-        param_space = space.to_ray()
-        mutations = _plain_domains(param_space)
+        mutations = _plain_domains(space, param_space)
         if not mutations:
             raise AutomlError("--algorithm pbt: the space has no parameter PBT can perturb")
-        interval = int(settings.get("perturbation_interval", max(1, max_t // 4)))
         return (BasicVariantGenerator(points_to_evaluate=fixed, random_state=setup.seed,
                                       max_concurrent=setup.workers),
                 PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=mode,
-                                        perturbation_interval=interval, hyperparam_mutations=mutations,
+                                        perturbation_interval=settings["perturbation_interval"],
+                                        hyperparam_mutations=mutations,
                                         custom_explore_fn=_ExploreRepair(space, setup.seed),
-                                        quantile_fraction=float(settings.get("quantile_fraction", 0.25)),
-                                        synch=False),
+                                        quantile_fraction=settings["quantile_fraction"],
+                                        resample_probability=settings["resample_probability"], synch=False),
                 param_space)
-    raise AutomlError(f"--algorithm {algorithm} is not available with --backend ray; "
-                      f"allowed: {', '.join(RAY_ALGORITHMS)}")
+    check_backend(algorithm, RAY)  # raises: the registry names the backends an algorithm runs on
+    raise AssertionError(f"the registry offers {algorithm} on Ray but build_search does not map it")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -859,11 +908,14 @@ class RayBackend(SearchBackend):
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
         kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "log_to_driver": False, "logging_level": "ERROR",
                                   "configure_logging": True}
-        if address:
+        if address:  # "auto" joins the cluster `ray start` made on this machine
             ray.init(address=address, **kwargs)
-        else:  # a private single-node Ray for this search
-            ray.init(include_dashboard=False, num_cpus=int(os.environ.get("AUTOML_RAY_NUM_CPUS", os.cpu_count() or 1)),
-                     **kwargs)
+        else:
+            # A private single-node Ray for this search. address="local" because ray.init() without
+            # one joins any cluster named in RAY_ADDRESS or /tmp/ray/ray_current_cluster (someone
+            # else's `ray start`), which is what --address auto is for.
+            ray.init(address="local", include_dashboard=False,
+                     num_cpus=int(os.environ.get("AUTOML_RAY_NUM_CPUS", os.cpu_count() or 1)), **kwargs)
 
     @staticmethod
     def _cluster_is_multi_host() -> bool:
@@ -899,16 +951,16 @@ class RayBackend(SearchBackend):
             "tracker": tracker, "progress": progress, "space": setup.space, "actor": actor, "numbers": numbers,
             "numbers_path": str(numbers_path), "lock": threading.Lock(), "running": {},
             "workers": setup.workers, "max_epochs": setup.max_epochs, "monitor": setup.monitor,
-            "objectives": objectives, "streak": 0,
-            "max_failures_in_row": setup.max_consecutive_failures, "stop": None,
+            "objectives": objectives, "failures": FailureStreak(setup.max_consecutive_failures), "stop": None,
             "trial_timeout_s": setup.trial_timeout_s,
+            "checkpoints_to_keep": setup.algorithm_settings["ray_checkpoints_to_keep"],
         }
         progress.start(setup, done_before)
         job = {"space": setup.space, "numbers": actor, "run_dir": str(run_dir), "model": setup.model,
                "base_spec": setup.base_spec, "objectives": [(m.metric, m.mode) for m in objectives],
                "max_epochs": None}
         resources = trial_resources(setup, float(ray.cluster_resources().get("GPU", 0)),
-                                    self.cpus_per_trial or float(setup.algorithm_settings.get("cpus_per_trial", 1)))
+                                    self.cpus_per_trial or setup.algorithm_settings["cpus_per_trial"])
         trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), resources)
         experiment = f"{storage_path.rstrip('/')}/{exp_name}"
         try:
@@ -954,12 +1006,12 @@ class RayBackend(SearchBackend):
     def _reuse(self, setup: SearchSetup) -> bool:
         if self.reuse_actors is not None:
             return self.reuse_actors
-        if "reuse_actors" in setup.algorithm_settings:
-            return bool(setup.algorithm_settings["reuse_actors"])
+        if setup.algorithm_settings.get("reuse_actors") is not None:
+            return setup.algorithm_settings["reuse_actors"]
         return setup.algorithm in (*OPTUNA_ALGORITHMS, "random") and not setup.trial_timeout_s
 
     def _param_space(self, setup: SearchSetup) -> dict[str, Any] | None:
-        if setup.algorithm in ("random", "hyperband", "bohb", "pbt"):
+        if setup.algorithm in RAY_DOMAIN_ALGORITHMS:
             return setup.space.to_ray()
         return None
 
@@ -968,7 +1020,7 @@ class RayBackend(SearchBackend):
         search_alg, scheduler, param_space = build_search(setup, skip_fixed)
         max_failures = self.max_failures
         if max_failures is None:  # --setting retries=N: Tune retries a failed trial from its checkpoint
-            max_failures = int(setup.algorithm_settings.get("retries", 0))
+            max_failures = setup.algorithm_settings["retries"]
         # metric/mode live in the searcher and scheduler (Tune refuses them twice)
         tune_config = tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
@@ -984,7 +1036,8 @@ class RayBackend(SearchBackend):
             # Tune needs a trial's latest checkpoint (pause/resume, retries, PBT), but after a driver
             # crash it restores the one named in its last saved state (every 2 s), which may be a few
             # epochs old: keep 4 (--setting ray_checkpoints_to_keep=N for epochs much shorter than
-            # 0.5 s). The best epoch's checkpoint stays in the trial folder for promotion.
+            # 0.5 s). The best epoch's checkpoint stays in the trial folder for promotion. On local
+            # storage RunFolderCallback.on_checkpoint deletes the older ones (why not Tune: there).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=int(setup.algorithm_settings.get("ray_checkpoints_to_keep", 4))))
+                num_to_keep=setup.algorithm_settings["ray_checkpoints_to_keep"] if is_uri(storage_path) else None))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)

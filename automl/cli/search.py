@@ -22,6 +22,7 @@ from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, Progress, Sea
 from automl.cli import app
 from automl.errors import AutomlError
 from automl.search import rundir
+from automl.search.algorithms import ALGORITHMS, COMMON_SETTINGS, REGISTRY, SETTINGS, settings_help
 
 
 class LiveProgress(Progress):
@@ -133,8 +134,8 @@ def run(
     budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Trials to run, trial 0 (baseline) included. Default 10."),
     spec: Optional[str] = typer.Option(None, "--spec", "-e", help="Spec YAML (TAO layout) every trial starts from."),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", "-a",
-                                            help="tpe, gp, random, grid, cmaes, qmc, nsga2, asha, hyperband, bohb, pbt (TAO: bayesian ...)."),
-    setting: Optional[list[str]] = typer.Option(None, "--setting", help="Algorithm setting KEY=VALUE: min_epochs, reduction_factor, population, perturbation_interval, pruner."),
+                                            help=f"{', '.join(ALGORITHMS)} (TAO: bayesian ...); `automl algorithms` lists them."),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", help=f"Algorithm setting KEY=VALUE. {settings_help()}."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="'metric:max,latency_ms:min' (multi-objective: nsga2)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Trials at a time (default: one per GPU slot, or 1)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1,2,3 (default: all; 'none' for CPU)."),
@@ -263,6 +264,29 @@ def _trials_table(run_dir: Path) -> Table:
         table.add_row(str(r.number), Text(r.state, style=style.get(r.state, "")), _fmt(r.value), _fmt(r.best_epoch),
                       str(r.epochs_done), f"{r.duration_s:.1f}", *[_fmt(r.params.get(n)) for n in names], r.reason or "")
     return table
+
+
+@app.command("algorithms")
+def algorithms_command(as_json: bool = typer.Option(False, "--json", help="The registry as JSON.")) -> None:
+    """The search algorithms: TAO aliases, backends, objectives and settings with their defaults."""
+    rows = [{"name": a.name, "help": a.help, "fidelity": a.fidelity, "backends": list(a.backends),
+             "multi_objective": a.multi_objective, "aliases": list(a.aliases),
+             "settings": {n: {"type": SETTINGS[n].type.__name__, "default": SETTINGS[n].default_text(),
+                              "help": SETTINGS[n].help} for n in a.settings}} for a in REGISTRY.values()]
+    if as_json:
+        common = {n: {"type": c.type.__name__, "default": c.default_text(), "help": c.help}
+                  for n, c in COMMON_SETTINGS.items()}
+        print(json.dumps({"algorithms": rows, "common_settings": common}))
+        return
+    table = Table(title="--algorithm (settings: --setting KEY=VALUE)")
+    for col in ("name", "backends", "objectives", "aliases", "settings (default)"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], ", ".join(row["backends"]), "several" if row["multi_objective"] else "one",
+                      ", ".join(row["aliases"]),
+                      ", ".join(f"{n}={v['default']}" for n, v in row["settings"].items()))
+    Console().print(table)
+    Console().print(f"every algorithm: {', '.join(f'{n}={c.default_text()}' for n, c in COMMON_SETTINGS.items())}")
 
 
 @app.command("status")

@@ -19,6 +19,7 @@ from automl.backends.base import COMPLETE, Progress, SearchSetup, TrialRecord
 from automl.errors import AutomlError
 from automl.plugins import Monitor, get_trainer
 from automl.search import rundir
+from automl.search import algorithms
 from automl.search.algorithms import TAO_SETTINGS, canonical
 from automl.search.slots import make_slots, parse_gpus
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
@@ -144,11 +145,14 @@ def resolve_setup(
 
         space = SearchSpace.from_json(json.loads((run_dir / "space.json").read_text()))
         base_spec = load_yaml(run_dir / "base_spec.yaml")
+        budget = int(budget if budget is not None else header["budget_trials"])
+        # a search.json of an earlier version may lack settings added since: fill their defaults
+        resumed_settings = algorithms.resolve_settings(header["algorithm"], header.get("algorithm_settings", {}),
+                                                       max_epochs=int(header["max_epochs"]), budget=budget)
         return SearchSetup(
             name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
             space_path=run_dir / "space.json", algorithm=header["algorithm"],
-            algorithm_settings=header.get("algorithm_settings", {}),
-            budget_trials=int(budget if budget is not None else header["budget_trials"]),
+            algorithm_settings=resumed_settings, budget_trials=budget,
             time_budget_s=time_budget if time_budget is not None else header.get("time_budget_s"),
             workers=len(slots := make_slots(workers or header.get("workers"), parse_gpus(gpus), gpus_per_trial, trials_per_gpu)),
             slots=slots, gpus=sorted({g for s in slots for g in s["gpus"]}), gpus_per_trial=gpus_per_trial,
@@ -167,7 +171,8 @@ def resolve_setup(
         user_spec = load_yaml(spec_file)
     tao = _pop_tao_settings(user_spec, user_overrides)
     base_spec = deep_merge(base_spec, user_spec)
-    settings = {**tao, **dict(settings or {})}
+    cli_settings = dict(settings or {})
+    settings = {**tao, **cli_settings}
 
     data_dir = None
     if data:
@@ -193,9 +198,9 @@ def resolve_setup(
     if not isinstance(max_epochs, int) or max_epochs < 1:
         raise AutomlError(f"train.num_epochs = {max_epochs!r} in the spec: must be a positive integer")
     objectives_list = parse_objectives(objectives, plugin)
-    if len(objectives_list) > 1 and algorithm not in ("nsga2", "random", "tpe", "qmc"):
-        raise AutomlError(f"--objectives with {len(objectives_list)} metrics needs --algorithm nsga2 (or tpe, random, qmc); "
-                          f"'{algorithm}' optimises one metric")
+    algorithms.check_objectives(algorithm, len(objectives_list))
+    algorithms.check_setting_names([k for k in cli_settings if k not in ("algorithm", "budget", "max_epochs")], algorithm)
+    settings = algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs, budget=budget)
 
     # values the user fixed on the command line or in the spec are not searched
     space = compile_model_space(plugin, base_spec, user_overrides)
@@ -208,7 +213,7 @@ def resolve_setup(
 
     warm_configs: list[dict[str, Any]] = []
     if warm_start:
-        warm_configs = warm_start_configs(warm_start, output, space, settings.pop("warm_start_top", 3))
+        warm_configs = warm_start_configs(warm_start, output, space, settings["warm_start_top"])
 
     return SearchSetup(
         name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
@@ -266,6 +271,7 @@ def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = No
     started = time.time()
     progress = progress or Progress()
     engine = get_backend(backend)
+    algorithms.check_backend(setup.algorithm, backend)
     write_header(setup)
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
     header["backend"] = backend

@@ -51,6 +51,8 @@ CONFIG = "config.json"
 PREVIOUS_RESULT = "result.prev.json"
 LOG = "train.log"
 METRICS = "metrics.jsonl"
+#: the key that marks a metrics.jsonl record copied from another trial (a pbt segment's history)
+INHERITED = "inherited"
 
 
 class PipeReporter(FileReporter):
@@ -175,8 +177,7 @@ def run_trial(
     previous = read_json_or(trial_dir / PREVIOUS_RESULT, {})
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     full_epochs = int(get_dotted(spec, "train.num_epochs", 0) or 0)
-    metrics_path = trial_dir / METRICS
-    records_before = _count_lines(metrics_path)
+    records_before = own_epochs(read_metrics(trial_dir))
 
     started = time.time()
     state, reason, output = "complete", None, {}
@@ -210,9 +211,13 @@ def run_trial(
         values = [clean_float(last.get(m.metric)) for m in objectives]
     # epochs trained by this run = the epochs it reported (trainers differ on whether their own
     # "epochs_run" counts the epochs before a resume); the trainer's count only if it reported none
-    epochs_run_now = len(records) - records_before
+    epochs_run_now = own_epochs(records) - records_before
     if epochs_run_now <= 0:
         epochs_run_now = int(output.get("epochs_run") or 0)
+    # An earlier stretch cut off before it wrote its result (a killed driver or worker) left only its
+    # metrics: its epochs were trained too, the one in flight at the kill included, which this run
+    # trains again from the last checkpoint.
+    epochs_before = int(previous["epochs_run"]) if "epochs_run" in previous else records_before
     best_ckpt = output.get("best_checkpoint")
     if output.get("best_epoch") is not None and epoch is not None and int(output["best_epoch"]) != epoch:
         # the trainer's best.ckpt comes from another epoch than the best in metrics.jsonl (e.g. a
@@ -227,7 +232,7 @@ def run_trial(
         "best_epoch": epoch,
         "best_checkpoint": str(best_ckpt) if best_ckpt else None,
         "last_checkpoint": str(output["last_checkpoint"]) if output.get("last_checkpoint") else None,
-        "epochs_run": int(previous.get("epochs_run", 0)) + int(epochs_run_now or 0),
+        "epochs_run": epochs_before + int(epochs_run_now or 0),
         "epochs_done": done,
         "reason": reason,
         "duration_s": float(previous.get("duration_s", 0.0)) + duration,
@@ -256,12 +261,10 @@ def prepare_trial_dir(trial_dir: Path) -> None:
         os.close(os.open(trial_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    except OSError:
-        return 0
+def own_epochs(records: list[dict]) -> int:
+    """Epoch records this trial trained itself (a pbt segment starts with its source's history,
+    marked ``inherited``)."""
+    return sum(1 for r in records if not r.get(INHERITED))
 
 
 def _die_with_parent() -> None:
