@@ -67,10 +67,12 @@ def cases() -> list:
 
 
 @pytest.mark.parametrize("backend,algorithm", cases())
-def test_every_algorithm_on_a_space_with_a_dependent_parameter(tmp_path, dependent_schema, backend, algorithm):
+def test_every_algorithm_on_a_space_with_a_dependent_parameter(tmp_path, dependent_schema, backend, algorithm, capfd):
     """The baseline runs exactly, only valid configs run, multi-fidelity trials stop on the registry's
-    rung ladder, no trial is left paused, and the run folder has the same files on both backends."""
+    rung ladder, no trial is left paused, the run folder has the same files on both backends, and no
+    traceback reaches the console (Tune's checkpoint cleanup printed one under PBT)."""
     setup, summary, trials = dependent_search(tmp_path, dependent_schema, backend, algorithm, budget=4, epochs=9)
+    assert "Traceback" not in capfd.readouterr().err
     space = setup.space
     assert sorted(trials) == list(range(4)) and summary["trials_used"] == 4
     configs = {n: json.loads((setup.run_dir / "trials" / f"{n:04d}" / "config.json").read_text()) for n in trials}

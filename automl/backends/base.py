@@ -31,7 +31,6 @@ from automl.plugins import Monitor
 
 #: trial states, as written to ``result.json`` and ``summary.csv``
 COMPLETE, PRUNED, PAUSED, FAILED, RUNNING = "complete", "pruned", "paused", "failed", "running"
-TRIAL_STATES = (COMPLETE, PRUNED, PAUSED, FAILED, RUNNING)
 
 
 @dataclass

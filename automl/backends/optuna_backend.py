@@ -45,7 +45,7 @@ from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, Se
 from automl.errors import AutomlError
 from automl.search import rundir
 from automl.search.algorithms import MULTI_FIDELITY, grid_configs, make_pruner, make_sampler, rungs_of
-from automl.search.outcome import FailureStreak
+from automl.search.outcome import FailureStreak, best_so_far, ranked
 from automl.search.slots import slot_env
 from automl.reporting import read_metrics
 from automl.search.worker import (CONFIG, INHERITED, JOB_FILE, METRICS, PREVIOUS_RESULT, RESULT, SPEC, best_epoch,
@@ -393,8 +393,7 @@ class _Search:
             _, value = best_epoch(epoch_metrics(Path(record.trial_dir)), self.setup.monitor, upto=rung)
             if value is not None:
                 out.append((value, number))
-        sign = -1.0 if self.setup.monitor.mode == "max" else 1.0
-        return sorted(out, key=lambda vn: sign * vn[0])
+        return ranked(sorted(out, key=lambda vn: vn[1]), self.setup.monitor, value=lambda vn: vn[0])
 
     def _promotion(self) -> Job | None:
         running = {job.number for job in self.running.values()}
@@ -416,8 +415,7 @@ class _Search:
         if not paused:
             return None
         top_rung = max(r.epochs_done for r in paused)
-        sign = -1.0 if self.setup.monitor.mode == "max" else 1.0
-        best = min((r for r in paused if r.epochs_done == top_rung), key=lambda r: sign * r.value)
+        best = best_so_far((r for r in paused if r.epochs_done == top_rung), self.setup.monitor)
         return self._promote(best)
 
     def _promote(self, record: TrialRecord) -> Job:
@@ -621,7 +619,8 @@ class _Search:
             if number not in self._record_json or number == record.number:
                 self._record_json[number] = other.to_json()
         records = [self._record_json[n] for n in sorted(self._record_json)]
-        self.tracker.search_progress(records, _best_so_far(self.records.values(), self.setup))
+        best = best_so_far(self.records.values(), self.setup.monitor)
+        self.tracker.search_progress(records, best.to_json() if best else None)
 
     # ---- resume
     def _recover(self) -> None:
@@ -776,8 +775,7 @@ class _PBT:
             value = epochs[max(epochs)].get(self.search.setup.monitor.metric)
             if value is not None:
                 out.append((value, member))
-        sign = -1.0 if self.search.setup.monitor.mode == "max" else 1.0
-        return sorted(out, key=lambda vm: sign * vm[0])
+        return ranked(sorted(out, key=lambda vm: vm[1]), self.search.setup.monitor, value=lambda vm: vm[0])
 
     def _exploit(self, member: int) -> TrialRecord | None:
         ranked = self._scores()
@@ -831,14 +829,6 @@ def enqueue_params(space: Any, config: dict[str, Any]) -> dict[str, Any]:
 def _saved_config(folder: Path) -> dict[str, Any] | None:
     """The trial's config.json, None when it was never written (a corrupt one raises)."""
     return rundir.read_json(folder / CONFIG) if (folder / CONFIG).exists() else None
-
-
-def _best_so_far(records, setup: SearchSetup) -> dict | None:
-    done = [r for r in records if r.state in (COMPLETE, PAUSED, PRUNED) and r.value is not None]
-    if not done:
-        return None
-    sign = -1.0 if setup.monitor.mode == "max" else 1.0
-    return min(done, key=lambda r: sign * r.value).to_json()
 
 
 def _optuna_state(state: str):

@@ -84,11 +84,10 @@ from automl.plugins import Monitor
 from automl.reporting import FileReporter, read_metrics
 from automl.search import rundir, worker
 from automl.search.algorithms import RAY, check_backend, make_sampler
-from automl.search.outcome import FailureStreak
+from automl.search.outcome import FailureStreak, best_so_far
 from automl.reporting import clean_float
 from automl.spec import apply_config, flatten
 
-SUPPORTED_RAY = ">=2.41,<3"
 #: the run folder's backend-storage entry for this backend
 STORAGE_DIR = "ray"
 NUMBERS_FILE = "trial_numbers.json"
@@ -543,7 +542,8 @@ class RunFolderCallback(tune.Callback):
             if stop and not live["stop"]:
                 live["stop"] = stop
         records = rundir.read_trials(Path(self.run_dir))
-        live["tracker"].search_progress([r.to_json() for r in records], _best(records, live["monitor"]))
+        best = best_so_far(records, live["monitor"])
+        live["tracker"].search_progress([r.to_json() for r in records], best.to_json() if best else None)
 
 
 def _mtime(path: Path) -> float:
@@ -670,17 +670,6 @@ def _gpus_of(trial) -> float:
     return 0.0
 
 
-def _best(records: list[TrialRecord], monitor: Monitor) -> dict[str, Any] | None:
-    done = [r for r in records if r.value is not None and r.state != FAILED]
-    if not done:
-        return None
-    best = done[0]
-    for r in done[1:]:
-        if monitor.better(r.value, best.value):
-            best = r
-    return best.to_json()
-
-
 # ------------------------------------------------------------------------------------------------
 # Search algorithms and schedulers
 # ------------------------------------------------------------------------------------------------
@@ -712,7 +701,6 @@ class CheckedSearcher(Searcher):
         self.inner, self.space, self.fixed = inner, space, list(fixed)
         self.max_redraws = max_redraws
         self.fixed_trials: set[str] = set()
-        self.redraws = 0
 
     def set_search_properties(self, metric, mode, config, **spec):
         return self.inner.set_search_properties(metric, mode, config, **spec)
@@ -730,7 +718,6 @@ class CheckedSearcher(Searcher):
                 if attempt:  # tell Tune's bookkeeping about the id it will report under
                     self._alias(trial_id, inner_id)
                 return config
-            self.redraws += 1
             self.inner.on_trial_complete(inner_id, error=True)
         return config  # the trial records the problems and fails without training
 
@@ -822,13 +809,12 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
     max_t = max(1, int(setup.max_epochs))
     param_space = space.to_ray() if algorithm in RAY_DOMAIN_ALGORITHMS else None
     fixed = _fixed_points(setup, param_space)[skip_fixed:]
-    Checked = CheckedSearcher
 
     def optuna_search(name: str):
         sampler = make_sampler(name, setup.seed, space, len(setup.objectives))
         # define-by-run: the space's own suggest keeps option weights and conditions
         inner = OptunaSearch(space=space.suggest, metric=metric, mode=mode, sampler=sampler)
-        return Checked(inner, space, fixed, metric, mode)
+        return CheckedSearcher(inner, space, fixed, metric, mode)
 
     if algorithm in OPTUNA_ALGORITHMS:
         return optuna_search(algorithm), FIFOScheduler(), None
@@ -850,7 +836,7 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
         from ray.tune.search.bohb import TuneBOHB
 
         inner = TuneBOHB(metric=metric, mode=mode, seed=setup.seed)
-        return (Checked(inner, space, fixed, metric, mode),
+        return (CheckedSearcher(inner, space, fixed, metric, mode),
                 HyperBandForBOHB(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
                                  reduction_factor=settings["reduction_factor"]), param_space)
     if algorithm == "pbt":
@@ -950,7 +936,7 @@ class RayBackend(SearchBackend):
         _LIVE[str(run_dir)] = {
             "tracker": tracker, "progress": progress, "space": setup.space, "actor": actor, "numbers": numbers,
             "numbers_path": str(numbers_path), "lock": threading.Lock(), "running": {},
-            "workers": setup.workers, "max_epochs": setup.max_epochs, "monitor": setup.monitor,
+            "max_epochs": setup.max_epochs, "monitor": setup.monitor,
             "objectives": objectives, "failures": FailureStreak(setup.max_consecutive_failures), "stop": None,
             "trial_timeout_s": setup.trial_timeout_s,
             "checkpoints_to_keep": setup.algorithm_settings["ray_checkpoints_to_keep"],

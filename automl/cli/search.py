@@ -22,6 +22,7 @@ from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, Progress, Sea
 from automl.cli import app
 from automl.errors import AutomlError
 from automl.search import rundir
+from automl.search.outcome import best_so_far
 from automl.search.algorithms import ALGORITHMS, COMMON_SETTINGS, REGISTRY, SETTINGS, settings_help
 
 
@@ -88,9 +89,7 @@ class LiveProgress(Progress):
         setup = self.setup
         recs = list(self.records.values())
         count = {s: sum(1 for r in recs if r.state == s) for s in (COMPLETE, PRUNED, PAUSED, FAILED)}
-        sign = -1.0 if setup and setup.monitor.mode == "max" else 1.0
-        valued = [r for r in recs if r.value is not None and r.state in (COMPLETE, PAUSED, PRUNED)]
-        best = min(valued, key=lambda r: sign * r.value) if valued else None
+        best = best_so_far(recs, setup.monitor) if setup else None
         elapsed = time.time() - self.started
         finished = sum(count.values())
         budget = setup.budget_trials if setup else 0

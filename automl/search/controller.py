@@ -21,6 +21,7 @@ from automl.plugins import Monitor, get_trainer
 from automl.search import rundir
 from automl.search import algorithms
 from automl.search.algorithms import TAO_SETTINGS, canonical
+from automl.search.outcome import ranked
 from automl.search.slots import make_slots, parse_gpus
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
 
@@ -230,11 +231,10 @@ def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> li
     """The best ``top`` configs of an earlier run that are valid in this space."""
     other_dir = rundir.find_run(other, output)
     header = rundir.read_search(other_dir)
-    mode = (header.get("objectives") or [{"mode": "max"}])[0]["mode"]
-    sign = -1.0 if mode == "max" else 1.0
+    first = (header.get("objectives") or [{"metric": "", "mode": "max"}])[0]
     done = [r for r in rundir.read_trials(other_dir) if r.state == COMPLETE and r.value is not None]
     out = []
-    for record in sorted(done, key=lambda r: sign * r.value):
+    for record in ranked(done, Monitor(first["metric"], first["mode"])):
         config = {k: v for k, v in record.params.items() if k in set(space.names)}
         if config and not space.check({**space.defaults(), **config}) and config not in out:
             out.append({**space.defaults(), **config})

@@ -24,23 +24,18 @@ from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, SearchSetup, 
 from automl.errors import AutomlError
 from automl.reporting import clean_float
 from automl.search import rundir
+from automl.search.outcome import loss, ranked
 from automl.search.slots import gpu_inventory, slot_env
 from automl.search.worker import JOB_FILE, RESULT, SPEC, make_job
 from automl.spec import apply_config, get_dotted, load_yaml, set_dotted
 
 
-def _sign(setup: SearchSetup) -> float:
-    return -1.0 if setup.monitor.mode == "max" else 1.0
-
-
 def pareto_front(records: list[TrialRecord], setup: SearchSetup) -> list[TrialRecord]:
     """Non-dominated complete trials for a multi-objective search."""
     pts = [r for r in records if r.state == COMPLETE and r.values and all(v is not None for v in r.values)]
-    signs = [(-1.0 if m.mode == "max" else 1.0) for m in setup.objectives]
-
     def dominates(a: TrialRecord, b: TrialRecord) -> bool:
-        av = [s * v for s, v in zip(signs, a.values)]
-        bv = [s * v for s, v in zip(signs, b.values)]
+        av = [loss(m.mode, v) for m, v in zip(setup.objectives, a.values)]
+        bv = [loss(m.mode, v) for m, v in zip(setup.objectives, b.values)]
         return all(x <= y for x, y in zip(av, bv)) and any(x < y for x, y in zip(av, bv))
 
     return [p for p in pts if not any(dominates(q, p) for q in pts if q is not p)]
@@ -56,7 +51,7 @@ def candidates(records: list[TrialRecord], setup: SearchSetup) -> list[TrialReco
         pool = full
     if not pool:  # nothing finished (e.g. everything pruned early): take what has a value
         pool = [r for r in records if r.state in (PRUNED, PAUSED) and r.value is not None]
-    return sorted(pool, key=lambda r: _sign(setup) * r.value)
+    return ranked(pool, setup.monitor)
 
 
 #: ``--reeval-top auto``: re-train the top 2 (and the baseline) once the search has 10 trials. With 2
@@ -157,7 +152,7 @@ def rerank(setup: SearchSetup, ranked: list[TrialRecord], top_k: int, runs: dict
     """The top k re-ordered by their mean validation value over the seeds; the rest stay behind them."""
     def mean_value(record: TrialRecord) -> float:
         values = [run.value for run in runs.get(record.number, [])] or [record.value]
-        return _sign(setup) * statistics.fmean(values)
+        return loss(setup.monitor.mode, statistics.fmean(values))
 
     return sorted(ranked[:top_k], key=mean_value) + ranked[top_k:]
 
@@ -186,7 +181,7 @@ def noise_verdict(baseline: Sequence[float], best: Sequence[float], mode: str,
     """
     if not baseline or not best:
         return {"gain": None, "noise_std": None, "verdict": "unknown (no baseline or no winner value)"}
-    gain = (1.0 if mode == "max" else -1.0) * (statistics.fmean(best) - statistics.fmean(baseline))
+    gain = loss(mode, statistics.fmean(baseline)) - loss(mode, statistics.fmean(best))  # positive: better
     noise = pooled_std([baseline, best, *others])
     if noise is None:
         verdict = f"unknown (no seed repeats: {no_repeats})"
