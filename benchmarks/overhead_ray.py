@@ -35,7 +35,7 @@ def raw_tune(space, base_spec: dict, trials: int, seed: int, workers: int, reuse
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from automl.search.algorithms import make_sampler
+    from automl.trials.algorithms import make_sampler
     from automl.spec import apply_config
 
     class Report:
@@ -66,7 +66,7 @@ def raw_tune(space, base_spec: dict, trials: int, seed: int, workers: int, reuse
 
 
 def automl_ray(trials: int, seed: int, workers: int, reuse: bool, out: Path) -> float:
-    from automl.backends.base import Progress
+    from automl.trials.records import Progress
     from automl.backends.ray_backend import RayBackend
     from automl.search.controller import resolve_setup, write_header
     from automl.tracking import NullTracker

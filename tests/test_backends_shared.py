@@ -17,7 +17,7 @@ import pytest
 
 from _search_helpers import results
 from automl.plugins import get_trainer
-from automl.search import algorithms
+from automl.trials import algorithms
 from automl.search.controller import resolve_setup, run_search
 from automl.tracking import NullTracker
 
@@ -113,7 +113,7 @@ def test_a_stretch_cut_off_without_a_result_still_counts_its_epochs(tmp_path):
     import shutil
 
     from automl.reporting import FileReporter, read_metrics
-    from automl.search.worker import run_trial
+    from automl.trials.worker import run_trial
     from automl.spec import load_yaml
 
     spec = load_yaml(get_trainer("toy").spec_template())
@@ -136,7 +136,8 @@ def test_a_stretch_cut_off_without_a_result_still_counts_its_epochs(tmp_path):
 
 def test_a_pbt_segment_does_not_count_the_history_it_starts_from(tmp_path):
     from automl.reporting import FileReporter
-    from automl.search.worker import INHERITED, run_trial
+    from automl.trials.outcome import INHERITED
+    from automl.trials.worker import run_trial
     from automl.spec import load_yaml
 
     spec = load_yaml(get_trainer("toy").spec_template())
@@ -152,8 +153,8 @@ def test_a_pbt_segment_does_not_count_the_history_it_starts_from(tmp_path):
 
 
 def test_one_failure_streak_rule():
-    from automl.backends.base import TrialRecord
-    from automl.search.outcome import FailureStreak
+    from automl.trials.records import TrialRecord
+    from automl.trials.outcome import FailureStreak
 
     streak = FailureStreak(2)
     assert streak.add(TrialRecord(0, "failed", reason="boom")) is None

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, RayCluster  # noqa: E402
 
 from automl.backends import ray_backend  # noqa: E402
-from automl.backends.base import SearchSetup  # noqa: E402
+from automl.trials.records import SearchSetup  # noqa: E402
 from automl.errors import AutomlError  # noqa: E402
 from automl.plugins import Monitor, get_trainer  # noqa: E402
-from automl.search.algorithms import resolve_settings  # noqa: E402
+from automl.trials.algorithms import resolve_settings  # noqa: E402
 
 AUTOML = str(Path(sys.executable).with_name("automl"))
 #: what the two backends keep privately: their storage and worker plumbing; everything else is shared

@@ -3,7 +3,7 @@
 Storage: by default an Optuna ``JournalStorage`` with a ``JournalFileBackend`` (``<run_dir>/journal``):
 an append-only log, safe against a SIGKILL at any moment (a torn last record is ignored on reload)
 and readable by ``automl status`` while the search writes. Only this controller process writes the
-study (workers talk to it through a pipe, see :mod:`automl.search.worker`), so no storage ever has
+study (workers talk to it through a pipe, see :mod:`automl.trials.worker`), so no storage ever has
 concurrent writers and "database is locked" cannot happen, with SQLite or PostgreSQL URLs too
 (``--storage sqlite:///study.db`` / ``postgresql://...``).
 
@@ -15,7 +15,7 @@ crash before ``result.json`` exists is recovered from the study and ``metrics.js
 Single-fidelity algorithms prune through Optuna's pruner at each report but the final one (a trial
 that trained all its epochs is complete; its final report is not waited for). Multi-fidelity
 ones (asha/hyperband/bohb) pause each trial at its rung (``max_epochs`` = the rung) and promote paused
-trials by ASHA's rule, resuming them from their checkpoint (:class:`automl.search.algorithms.Rungs`).
+trials by ASHA's rule, resuming them from their checkpoint (:class:`automl.trials.algorithms.Rungs`).
 pbt runs generations of short segments, each a trial that resumes from a member's checkpoint.
 """
 
@@ -40,16 +40,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchBackend, SearchSetup,
-                                  TrialRecord)
+from automl.backends.base import SearchBackend
+from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
-from automl.search import rundir
-from automl.search.algorithms import MULTI_FIDELITY, grid_configs, make_pruner, make_sampler, rungs_of
-from automl.search.outcome import FailureStreak, best_so_far, ranked
-from automl.search.slots import slot_env
+from automl.trials import rundir
+from automl.trials.algorithms import MULTI_FIDELITY, grid_configs, make_pruner, make_sampler, rungs_of
+from automl.trials.outcome import FailureStreak, best_so_far, ranked
+from automl.trials.slots import slot_env
 from automl.reporting import read_metrics
-from automl.search.worker import (CONFIG, INHERITED, JOB_FILE, METRICS, PREVIOUS_RESULT, RESULT, SPEC, best_epoch,
-                                  epoch_metrics, make_job)
+from automl.trials.rundir import CONFIG, JOB_FILE, METRICS, PREVIOUS_RESULT, RESULT, SPEC
+from automl.trials.outcome import INHERITED, best_epoch, epoch_metrics, folder_record
+from automl.trials.worker import make_job
 from automl.spec import apply_config, dump_yaml
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class SlotWorker:
             env["AUTOML_WORKER_PRELOAD"] = self.preload
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "automl.search.worker", "--serve"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "automl.trials.worker", "--serve"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
         self._buffer = b""
         msg = self.receive(time.monotonic() + WORKER_START_TIMEOUT_S)
@@ -196,6 +197,8 @@ class Job:
     max_epochs: int | None = None
     resume_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: epochs the worker reported for this job so far (what a killed stretch trained)
+    reported: int = 0
 
 
 class OptunaBackend(SearchBackend):
@@ -252,9 +255,9 @@ class _Search:
     def used(self) -> int:
         """Trials counted against the budget (started, whatever happened to them)."""
         if self._used is None:
-            from optuna.trial import TrialState
+            from optuna.trial import TrialState as OptunaState
 
-            self._used = sum(1 for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+            self._used = sum(1 for t in self.study.get_trials(deepcopy=False) if t.state != OptunaState.WAITING)
         return self._used
 
     # ---- main loop
@@ -359,12 +362,12 @@ class _Search:
             config = {**config, **trial.user_attrs["fixed_config"]}
         problems = self.setup.space.check(config)
         if problems:
-            record = TrialRecord(number=trial.number, state=FAILED, params=config,
+            record = TrialRecord(number=trial.number, state=TrialState.FAILED, params=config,
                                  reason="invalid config, not started: " + "; ".join(problems),
                                  trial_dir=str(rundir.trial_dir(self.setup.run_dir, trial.number)))
             rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / CONFIG, config)
             rundir.write_json(rundir.trial_dir(self.setup.run_dir, trial.number) / RESULT, record.to_json())
-            self.study.tell(trial.number, state=_optuna_state(FAILED))
+            self.study.tell(trial.number, state=_optuna_state(TrialState.FAILED))
             self._record(record)
             return None
         max_epochs = self.rungs.first(trial.number) if self.mf else None
@@ -388,7 +391,7 @@ class _Search:
         """(value at the rung, number) of the trials of a bracket that reached ``rung`` epochs."""
         out = []
         for number, record in self.records.items():
-            if self.rungs.bracket(number) != bracket or record.epochs_done < rung or record.state == FAILED:
+            if self.rungs.bracket(number) != bracket or record.epochs_done < rung or record.state == TrialState.FAILED:
                 continue
             _, value = best_epoch(epoch_metrics(Path(record.trial_dir)), self.setup.monitor, upto=rung)
             if value is not None:
@@ -403,15 +406,15 @@ class _Search:
                 top = reached[: len(reached) // self.rungs.eta]
                 for _, number in top:
                     record = self.records[number]
-                    if record.state == PAUSED and record.epochs_done == rung and number not in running:
+                    if record.state == TrialState.PAUSED and record.epochs_done == rung and number not in running:
                         return self._promote(record)
         return None
 
     def _final_promotion(self) -> Job | None:
         """The budget is spent and nothing runs: make sure the best trial trained to the full budget."""
-        if any(r.state == COMPLETE for r in self.records.values()):
+        if any(r.state == TrialState.COMPLETE for r in self.records.values()):
             return None
-        paused = [r for r in self.records.values() if r.state == PAUSED and r.value is not None]
+        paused = [r for r in self.records.values() if r.state == TrialState.PAUSED and r.value is not None]
         if not paused:
             return None
         top_rung = max(r.epochs_done for r in paused)
@@ -420,7 +423,7 @@ class _Search:
 
     def _promote(self, record: TrialRecord) -> Job:
         target = self.rungs.next_after(record.number, record.epochs_done)
-        ckpt = Path(record.trial_dir) / "checkpoints" / "last.ckpt"
+        ckpt = rundir.checkpoint(record.trial_dir)
         self.progress.message(f"trial {record.number}: promoted from epoch {record.epochs_done} to {target}")
         return Job(record.number, dict(record.params), "promote", max_epochs=target,
                    resume_from=str(ckpt) if ckpt.exists() else None)
@@ -428,14 +431,14 @@ class _Search:
     def _finish_paused(self) -> None:
         """Trials left paused at a rung were never promoted: they end as pruned."""
         for record in list(self.records.values()):
-            if record.state != PAUSED:
+            if record.state != TrialState.PAUSED:
                 continue
-            record.state = PRUNED
+            record.state = TrialState.PRUNED
             record.reason = f"stopped at rung {record.epochs_done} (not promoted)"
             rundir.write_json(Path(record.trial_dir) / RESULT, record.to_json())
             with self.lock:
                 try:
-                    self.study.tell(record.number, state=_optuna_state(PRUNED), skip_if_finished=True)
+                    self.study.tell(record.number, state=_optuna_state(TrialState.PRUNED), skip_if_finished=True)
                 except Exception as exc:  # a finished trial (already told) is fine
                     log.debug("tell pruned %s: %s", record.number, exc)
 
@@ -537,22 +540,14 @@ class _Search:
     def _failed_result(self, job: Job, reason: str, started: float) -> dict:
         """The result of a trial whose process died, timed out or could not be driven."""
         folder = rundir.trial_dir(self.setup.run_dir, job.number)
-        previous = {}
-        if (folder / PREVIOUS_RESULT).exists():
-            previous = rundir.read_json(folder / PREVIOUS_RESULT)
-        epochs = epoch_metrics(folder)
-        epoch, value = best_epoch(epochs, self.setup.monitor)
-        duration = time.monotonic() - started
         n_gpus = len(self.setup.slots[0]["gpus"]) if self.setup.slots else 0
-        result = TrialRecord(number=job.number, state=FAILED, params=job.config, value=value, best_epoch=epoch,
-                             epochs_done=(max(epochs) + 1) if epochs else 0, reason=reason,
-                             epochs_run=int(previous.get("epochs_run", 0)),
-                             duration_s=float(previous.get("duration_s", 0.0)) + duration,
-                             gpu_seconds=float(previous.get("gpu_seconds", 0.0)) + duration * n_gpus,
-                             trial_dir=str(folder), extra={**previous.get("extra", {}), "kind": job.kind}).to_json()
-        return result
+        return folder_record(folder, job.number, TrialState.FAILED, self.setup.objectives,
+                             previous=rundir.read_json_or(folder / PREVIOUS_RESULT, {}), epochs_now=job.reported,
+                             reason=reason, duration_s=time.monotonic() - started, gpus=n_gpus, params=job.config,
+                             extra={"kind": job.kind}).to_json()
 
     def _on_report(self, job: Job, msg: dict) -> str | None:
+        job.reported += 1
         metrics = msg.get("metrics") or {}
         value = metrics.get(self.setup.monitor.metric)
         with self.lock:
@@ -563,24 +558,24 @@ class _Search:
             trial = self._trial(job.number)
             trial.report(float(value), int(msg["epoch"]))
             # a trial that trained all its epochs is complete, not pruned: stopping it saves nothing
-            return PRUNED if not msg.get("final") and trial.should_prune() else None
+            return TrialState.PRUNED if not msg.get("final") and trial.should_prune() else None
 
     def _finished(self, job: Job, result: dict, announce: bool = True) -> TrialRecord:
         record = TrialRecord.from_json(result)
         record.number = job.number
         record.params = record.params or job.config
-        if self.pbt is not None and record.state == PAUSED:
-            record.state = COMPLETE  # a pbt segment is a finished trial; the member goes on in a new one
+        if self.pbt is not None and record.state == TrialState.PAUSED:
+            record.state = TrialState.COMPLETE  # a pbt segment is a finished trial; the member goes on in a new one
         state = record.state
-        if state in (COMPLETE, PRUNED, FAILED):
+        if state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED):
             values = None
-            if state == COMPLETE:
+            if state == TrialState.COMPLETE:
                 values = record.values if self.setup.multi_objective else record.value
                 if values is None or (isinstance(values, list) and any(v is None for v in values)):
-                    state = record.state = FAILED
+                    state = record.state = TrialState.FAILED
                     record.reason = f"finished without reporting '{self.setup.monitor.metric}'"
                     values = None
-            self.study.tell(job.number, values if state == COMPLETE else None, state=_optuna_state(state),
+            self.study.tell(job.number, values if state == TrialState.COMPLETE else None, state=_optuna_state(state),
                             skip_if_finished=True)
         # result.json is written after the study knows the outcome, once the next trial is under way
         # (_loop); a crash in between is recovered from the study and metrics.jsonl (_recover)
@@ -625,20 +620,20 @@ class _Search:
     # ---- resume
     def _recover(self) -> None:
         """Rebuild state from the study and the trial folders after a crash or a stop."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaState
 
         for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.state == TrialState.WAITING:
+            if frozen.state == OptunaState.WAITING:
                 continue
             folder = rundir.trial_dir(self.setup.run_dir, frozen.number)
             record = rundir.read_trial(self.setup.run_dir, frozen.number)
-            if frozen.state != TrialState.RUNNING:
+            if frozen.state != OptunaState.RUNNING:
                 if record is None:  # the controller died after telling the study, before writing result.json
                     record = self._rebuilt_record(frozen, folder)
                     rundir.write_json(folder / RESULT, record.to_json())
                 self.records[frozen.number] = record
                 continue
-            if record is not None and record.state == PAUSED:
+            if record is not None and record.state == TrialState.PAUSED:
                 self.records[frozen.number] = record
                 continue
             if record is not None:  # finished, but the controller died before telling the study
@@ -651,7 +646,7 @@ class _Search:
                 config = self.setup.space.suggest(trial)
                 config.update(frozen.user_attrs.get("fixed_config", {}))
             job_info = rundir.read_json(folder / JOB_FILE) if (folder / JOB_FILE).exists() else {}
-            ckpt = folder / "checkpoints" / "last.ckpt"
+            ckpt = rundir.checkpoint(folder)
             max_epochs = job_info.get("max_epochs")
             if self.mf and max_epochs is None:
                 max_epochs = self.rungs.first(frozen.number)
@@ -666,22 +661,18 @@ class _Search:
     def _rebuilt_record(self, frozen: Any, folder: Path) -> TrialRecord:
         """A finished trial's record from the study (state, value) and its folder (config, epochs,
         checkpoints), for a result.json a crash left unwritten."""
-        epochs = epoch_metrics(folder)
-        epoch, value = best_epoch(epochs, self.setup.monitor)
-        if frozen.values and len(frozen.values) == 1:
-            value = frozen.value
-        checkpoints = folder / "checkpoints"
-        best, last = checkpoints / "best.ckpt", checkpoints / "last.ckpt"
         state, config = _our_state(frozen.state), _saved_config(folder)
-        return TrialRecord(
-            number=frozen.number, state=state, params=dict(frozen.params) if config is None else config,
-            value=value, values=list(frozen.values) if frozen.values and len(frozen.values) > 1 else None,
-            best_epoch=epoch, best_checkpoint=str(best) if best.exists() else None,
-            last_checkpoint=str(last) if last.exists() else None, epochs_run=len(epochs),
-            epochs_done=(max(epochs) + 1) if epochs else 0,
-            duration_s=frozen.duration.total_seconds() if frozen.duration else 0.0, trial_dir=str(folder),
-            reason="failed (its reason was lost with result.json in a crash)" if state == FAILED else None,
-            extra={"rebuilt": True})
+        record = folder_record(
+            folder, frozen.number, state, self.setup.objectives,
+            previous=rundir.read_json_or(folder / PREVIOUS_RESULT, {}),
+            reason="failed (its reason was lost with result.json in a crash)" if state == TrialState.FAILED else None,
+            duration_s=frozen.duration.total_seconds() if frozen.duration else 0.0,
+            params=dict(frozen.params) if config is None else config, extra={"rebuilt": True})
+        if frozen.values and len(frozen.values) == 1:
+            record.value = frozen.value  # the study's value is what the sampler saw
+        elif frozen.values:
+            record.values = list(frozen.values)
+        return record
 
 
 # -- population based training -------------------------------------------------------------------
@@ -722,7 +713,7 @@ class _PBT:
 
     def _can_continue(self, member: int) -> bool:
         record = self.search.records.get(self.latest[member])
-        return record is not None and record.state in (COMPLETE, PAUSED) and record.epochs_done < self.search.setup.max_epochs
+        return record is not None and record.state in (TrialState.COMPLETE, TrialState.PAUSED) and record.epochs_done < self.search.setup.max_epochs
 
     def next_job(self) -> Job | None:
         search = self.search
@@ -747,7 +738,7 @@ class _PBT:
             source, extra["exploited"] = donor, donor.number
         else:
             config, source = dict(own.params), own
-        ckpt = Path(source.trial_dir) / "checkpoints" / "last.ckpt"
+        ckpt = rundir.checkpoint(source.trial_dir)
         job = search._new_trial(fixed=config, extra=extra)
         if job is None:
             return None
@@ -767,7 +758,7 @@ class _PBT:
         out = []
         for member, number in self.latest.items():
             record = self.search.records.get(number)
-            if record is None or record.state not in (COMPLETE, PAUSED):
+            if record is None or record.state not in (TrialState.COMPLETE, TrialState.PAUSED):
                 continue
             epochs = epoch_metrics(Path(record.trial_dir))
             if not epochs:
@@ -809,7 +800,7 @@ class _PBT:
         member = job.extra.get("member")
         if member is None or self.latest.get(member) != job.number:
             return
-        if record.state in (COMPLETE, PAUSED) and record.epochs_done < self.search.setup.max_epochs:
+        if record.state in (TrialState.COMPLETE, TrialState.PAUSED) and record.epochs_done < self.search.setup.max_epochs:
             self.ready.append(member)
 
 
@@ -832,12 +823,12 @@ def _saved_config(folder: Path) -> dict[str, Any] | None:
 
 
 def _optuna_state(state: str):
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState as OptunaState
 
-    return {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}[state]
+    return {TrialState.COMPLETE: OptunaState.COMPLETE, TrialState.PRUNED: OptunaState.PRUNED, TrialState.FAILED: OptunaState.FAIL}[state]
 
 
 def _our_state(state) -> str:
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState as OptunaState
 
-    return {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED, TrialState.FAIL: FAILED}.get(state, FAILED)
+    return {OptunaState.COMPLETE: TrialState.COMPLETE, OptunaState.PRUNED: TrialState.PRUNED, OptunaState.FAIL: TrialState.FAILED}.get(state, TrialState.FAILED)

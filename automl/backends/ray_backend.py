@@ -10,7 +10,7 @@ because they are gone or going: ``ray.air.session``, ``tune.report(**kwargs)``, 
 
 How it fits (ARCHITECTURE.md): the controller resolves a :class:`SearchSetup` and calls
 :meth:`RayBackend.run`; the trials run as Tune trials, each one calling
-:func:`automl.search.worker.run_trial` in its Ray worker with a :class:`TuneReporter`, which writes the
+:func:`automl.trials.worker.run_trial` in its Ray worker with a :class:`TuneReporter`, which writes the
 same ``trials/<NNNN>/`` files as the embedded backend and forwards every epoch to Tune
 (``tune.report``, with the epoch's checkpoint). A driver-side Tune callback
 (:class:`RunFolderCallback`) turns Tune's events into the tracker and progress hooks, writes
@@ -77,15 +77,14 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.search import Searcher
 
-from automl.backends.base import (COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchBackend, SearchSetup,
-                                  TrialRecord)
+from automl.backends.base import SearchBackend
+from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.plugins import Monitor
-from automl.reporting import FileReporter, read_metrics
-from automl.search import rundir, worker
-from automl.search.algorithms import RAY, check_backend, make_sampler
-from automl.search.outcome import FailureStreak, best_so_far
-from automl.reporting import clean_float
+from automl.reporting import FileReporter
+from automl.trials import rundir, worker
+from automl.trials.algorithms import RAY, check_backend, make_sampler
+from automl.trials.outcome import FailureStreak, best_so_far, epoch_metrics, folder_record
 from automl.spec import apply_config, flatten
 
 #: the run folder's backend-storage entry for this backend
@@ -248,7 +247,7 @@ class TuneReporter(FileReporter):
             if self.outcome:
                 break
             time.sleep(0.1)
-        self.stop_reason = self.outcome.get("state") or PRUNED
+        self.stop_reason = self.outcome.get("state") or TrialState.PRUNED
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         super().report(epoch, metrics, checkpoint)
@@ -288,7 +287,7 @@ def _restore_checkpoint(trial_dir: Path) -> Path | None:
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         return None
-    target = trial_dir / "checkpoints" / "resume.ckpt"
+    target = rundir.checkpoint(trial_dir, "resume")
     target.parent.mkdir(parents=True, exist_ok=True)
     with ckpt.as_directory() as folder:
         source = Path(folder) / "model.ckpt"
@@ -316,8 +315,8 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     if problems:  # never train a config that breaks the space's constraints
         raise _TrialFailed(f"config fails the space's check: {'; '.join(map(str, problems))}")
 
-    if (trial_dir / worker.RESULT).is_file():  # a paused/interrupted trial goes on: keep its totals
-        os.replace(trial_dir / worker.RESULT, trial_dir / worker.PREVIOUS_RESULT)
+    if (trial_dir / rundir.RESULT).is_file():  # a paused/interrupted trial goes on: keep its totals
+        os.replace(trial_dir / rundir.RESULT, trial_dir / rundir.PREVIOUS_RESULT)
     spec = apply_config(job["base_spec"], params)
     gpus = ray.get_gpu_ids()  # what Ray granted this trial; CUDA_VISIBLE_DEVICES is set to them
     if gpus and isinstance(spec.get("train"), dict) and "num_gpus" in spec["train"]:
@@ -338,9 +337,9 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     if reporter.ended_by_tune:
         if reporter.outcome.get("reason") and result["state"] == reporter.outcome.get("state"):
             result["reason"] = reporter.outcome["reason"]
-            rundir.write_json(trial_dir / worker.RESULT, result)
+            rundir.write_json(trial_dir / rundir.RESULT, result)
         return
-    if result["state"] == FAILED:  # raise so that Tune's FailureConfig retries it from its checkpoint
+    if result["state"] == TrialState.FAILED:  # raise so that Tune's FailureConfig retries it from its checkpoint
         raise _TrialFailed(result.get("reason") or "failed")
 
 
@@ -431,8 +430,8 @@ class RunFolderCallback(tune.Callback):
         params = _params_of(live["space"], trial.config)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         tdir.mkdir(parents=True, exist_ok=True)
-        if not (tdir / worker.CONFIG).exists():
-            rundir.write_json(tdir / worker.CONFIG, params)
+        if not (tdir / rundir.CONFIG).exists():
+            rundir.write_json(tdir / rundir.CONFIG, params)
         with live["lock"]:
             taken = {r["slot"] for r in live["running"].values()}
             slot = next(i for i in range(len(taken) + 1) if i not in taken)
@@ -462,7 +461,7 @@ class RunFolderCallback(tune.Callback):
         self._finish(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, FAILED)
+        self._finish(trial, TrialState.FAILED)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed trial is retried (``FailureConfig``): its stretch ends, the retry starts a new one."""
@@ -496,7 +495,7 @@ class RunFolderCallback(tune.Callback):
         live = self.live
         for trial in trials:  # Tune has no pause hook: watch for trials that became PAUSED
             if trial.status == Trial.PAUSED and trial.trial_id in live["running"]:
-                self._finish(trial, PAUSED)
+                self._finish(trial, TrialState.PAUSED)
 
     def _finish(self, trial, state: str | None) -> None:
         """The stretch ends. ``state`` None: Tune says complete (ran to its end, or stopped by the
@@ -508,32 +507,32 @@ class RunFolderCallback(tune.Callback):
             return
         number = self._number(trial)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
-        written = rundir.read_json_or(tdir / worker.RESULT, {})  # run_trial deletes it when a stretch starts
+        written = rundir.read_json_or(tdir / rundir.RESULT, {})  # run_trial deletes it when a stretch starts
         token = stretch.get("token")
         if token and written.get("extra", {}).get("stretch") != token:
             written = {}  # a late write of an earlier stretch
-        if state is None and written.get("state") not in (None, FAILED):
+        if state is None and written.get("state") not in (None, TrialState.FAILED):
             result = written  # the trainer returned: its own result is the record
         else:
-            reason = written.get("reason") if written.get("state") == FAILED else None
-            if state == FAILED and not reason:
+            reason = written.get("reason") if written.get("state") == TrialState.FAILED else None
+            if state == TrialState.FAILED and not reason:
                 reason = _error_text(trial)
             if state is None:
                 limit = live["trial_timeout_s"]
-                done = max(worker.epoch_metrics(tdir), default=-1) + 1
+                done = max(epoch_metrics(tdir), default=-1) + 1
                 if limit and (trial.last_result or {}).get("time_total_s", 0) >= limit:
-                    state, reason = FAILED, "timeout"
+                    state, reason = TrialState.FAILED, "timeout"
                 elif done >= live["max_epochs"]:  # stopped at the last rung: it ran its full budget
-                    state, reason = COMPLETE, None
+                    state, reason = TrialState.COMPLETE, None
                 else:
-                    state, reason = PRUNED, STOPPED_REASON
+                    state, reason = TrialState.PRUNED, STOPPED_REASON
             if token:  # tell the trial's thread why Tune ends it (it asks when released)
                 with contextlib.suppress(Exception):
                     ray.get(live["actor"].set_outcome.remote(trial.trial_id, token, {"state": state, "reason": reason}))
             result = _driver_result(tdir, number, state, reason, stretch["started"], stretch["epochs"],
                                     live["objectives"], trial, live["space"])
             result["extra"].update(stretch=token, **({"node_id": stretch["node"]} if stretch.get("node") else {}))
-            rundir.write_json(tdir / worker.RESULT, result)
+            rundir.write_json(tdir / rundir.RESULT, result)
         record = TrialRecord.from_json(result)
         live["tracker"].trial_finished(number, record.state, record.value, result, tdir)
         live["progress"].trial_finished(record)
@@ -597,71 +596,35 @@ def _error_text(trial) -> str:
 def _driver_result(tdir: Path, number: int, state: str, reason: str | None, started: float, epochs_now: int,
                    objectives: list[Monitor], trial, space) -> dict[str, Any]:
     """``result.json`` for a trial that did not write its own (stopped, paused or crashed)."""
-
-    previous = rundir.read_json_or(tdir / worker.PREVIOUS_RESULT, {})
-    epochs = worker.epoch_metrics(tdir)
-    # a stretch cut off by a driver crash wrote no result: its epochs are the records before this one's
-    own = worker.own_epochs(read_metrics(tdir))
-    epochs_before = int(previous["epochs_run"]) if "epochs_run" in previous else max(0, own - int(epochs_now))
-    monitor = objectives[0]
-    best, value = worker.best_epoch(epochs, monitor)
-    ckpt = None
-    if best is not None:
-        recorded = [r.get("checkpoint") for r in read_metrics(tdir) if r["epoch"] == best and r.get("checkpoint")]
-        ckpt = recorded[-1] if recorded else None
-    if ckpt and not Path(ckpt).exists():
-        ckpt = None
-    if ckpt and Path(ckpt).name == "last.ckpt" and (tdir / "checkpoints" / "best.ckpt").exists():
-        ckpt = str(tdir / "checkpoints" / "best.ckpt")  # last.ckpt has moved on since that epoch
-    values = None
-    if len(objectives) > 1 and epochs:
-        last = epochs[max(epochs)]
-        values = [clean_float(last.get(m.metric)) for m in objectives]
-    duration = max(0.0, time.time() - started)
     gpus = float((getattr(trial, "placement_group_factory", None) and _gpus_of(trial)) or 0)
-    last_ckpt = tdir / "checkpoints" / "last.ckpt"
-    return {
-        "number": number,
-        "state": state,
-        "value": value,
-        "values": values,
-        "best_epoch": best,
-        "best_checkpoint": ckpt,
-        "last_checkpoint": str(last_ckpt) if last_ckpt.exists() else None,
-        "epochs_run": epochs_before + int(epochs_now),
-        "epochs_done": (max(epochs) + 1) if epochs else 0,
-        "reason": reason,
-        "duration_s": float(previous.get("duration_s", 0.0)) + duration,
-        "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * gpus,
-        "params": rundir.read_json_or(tdir / worker.CONFIG, {}) or _params_of(space, trial.config),
-        "trial_dir": str(tdir),
-        "extra": {**previous.get("extra", {}), "number": number, "ray_trial_id": trial.trial_id},
-    }
+    return folder_record(
+        tdir, number, state, objectives, previous=rundir.read_json_or(tdir / rundir.PREVIOUS_RESULT, {}),
+        epochs_now=epochs_now, reason=reason, duration_s=max(0.0, time.time() - started), gpus=gpus,
+        params=rundir.read_json_or(tdir / rundir.CONFIG, {}) or _params_of(space, trial.config),
+        extra={"number": number, "ray_trial_id": trial.trial_id}).to_json()
 
 
 def _settle_paused(run_dir: Path, setup: SearchSetup) -> None:
     """Trials still paused when Tune ends were never promoted: with the full budget done they are
     complete, otherwise pruned (no trial is left 'paused' or 'running' after a search)."""
     for record in rundir.read_trials(run_dir):
-        if record.state != PAUSED:
+        if record.state != TrialState.PAUSED:
             continue
-        path = rundir.trial_dir(run_dir, record.number) / worker.RESULT
+        path = rundir.trial_dir(run_dir, record.number) / rundir.RESULT
         result = rundir.read_json_or(path, {})
         if record.epochs_done >= setup.max_epochs:
-            result.update(state=COMPLETE, reason=None)
+            result.update(state=TrialState.COMPLETE, reason=None)
         else:
-            result.update(state=PRUNED, reason="paused at a rung and not promoted before the search ended")
+            result.update(state=TrialState.PRUNED, reason="paused at a rung and not promoted before the search ended")
         rundir.write_json(path, result)
 
 
 def _mark_interrupted(run_dir: Path, record: TrialRecord, setup: SearchSetup) -> None:
     tdir = rundir.trial_dir(run_dir, record.number)
-    epochs = worker.epoch_metrics(tdir)
-    best, value = worker.best_epoch(epochs, setup.monitor)
-    rundir.write_json(tdir / worker.RESULT, {
-        **record.to_json(), "state": FAILED, "value": value, "best_epoch": best,
-        "epochs_done": (max(epochs) + 1) if epochs else 0, "epochs_run": worker.own_epochs(read_metrics(tdir)),
-        "reason": "interrupted: the driver died before Ray Tune saved this trial in its state, so it cannot resume"})
+    failed = folder_record(
+        tdir, record.number, TrialState.FAILED, setup.objectives, params=record.params,
+        reason="interrupted: the driver died before Ray Tune saved this trial in its state, so it cannot resume")
+    rundir.write_json(tdir / rundir.RESULT, failed.to_json())
 
 
 def _gpus_of(trial) -> float:
@@ -878,8 +841,8 @@ class RayBackend(SearchBackend):
         self.stop_reason: str | None = None
 
     # -- pieces -------------------------------------------------------------------------------------
-    def _address(self, setup: SearchSetup) -> str | None:
-        return self.address or setup.algorithm_settings.get("ray_address") or os.environ.get("AUTOML_RAY_ADDRESS")
+    def _address(self) -> str | None:
+        return self.address or os.environ.get("AUTOML_RAY_ADDRESS")
 
     def _connect(self, address: str | None):
 
@@ -915,7 +878,7 @@ class RayBackend(SearchBackend):
 
 
         check_algorithm(setup.algorithm)
-        address = self._address(setup)
+        address = self._address()
         run_dir = Path(setup.run_dir).resolve()
         check_storage(run_dir, setup.storage, address_is_remote(address))  # before connecting
         storage_path, exp_name = storage_location(setup)
@@ -931,7 +894,7 @@ class RayBackend(SearchBackend):
         actor_name = f"automl-trial-numbers-{abs(hash(str(run_dir))) % 10**10}-{os.getpid()}"
         actor = _TrialNumbers.options(name=actor_name, namespace=RAY_NAMESPACE).remote(numbers, next_number)
 
-        done_before = [r for r in rundir.read_trials(run_dir) if r.state != "running"] if setup.resume else []
+        done_before = [r for r in rundir.read_trials(run_dir) if r.state != TrialState.RUNNING] if setup.resume else []
         objectives = setup.objectives
         _LIVE[str(run_dir)] = {
             "tracker": tracker, "progress": progress, "space": setup.space, "actor": actor, "numbers": numbers,
@@ -961,7 +924,7 @@ class RayBackend(SearchBackend):
                 # no Ray state (killed before Tune first saved it, or a fresh search): the budget counts
                 # the trials already in the folder; interrupted ones cannot be resumed without it
                 for record in on_disk:
-                    if record.state == "running":
+                    if record.state == TrialState.RUNNING:
                         _mark_interrupted(run_dir, record, setup)
                 remaining = setup.budget_trials - len(on_disk)
                 if remaining <= 0:
@@ -971,7 +934,7 @@ class RayBackend(SearchBackend):
             tuner.fit()
             _settle_paused(run_dir, setup)
             for record in rundir.read_trials(run_dir):
-                if record.state == "running":  # started after Tune last saved its state, then the
+                if record.state == TrialState.RUNNING:  # started after Tune last saved its state, then the
                     _mark_interrupted(run_dir, record, setup)  # driver died: Tune does not know it
             if not setup.keep_checkpoints and not setup.storage and not _LIVE[str(run_dir)].get("stop"):
                 # finished: Tune's copies of the trial checkpoints (for pause/retry/resume) are not

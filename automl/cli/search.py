@@ -18,12 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchSetup, TrialRecord
+from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.cli import app
 from automl.errors import AutomlError
-from automl.search import rundir
-from automl.search.outcome import best_so_far
-from automl.search.algorithms import ALGORITHMS, COMMON_SETTINGS, REGISTRY, SETTINGS, settings_help
+from automl.trials import rundir
+from automl.trials.outcome import best_so_far
+from automl.trials.algorithms import ALGORITHMS, COMMON_SETTINGS, REGISTRY, SETTINGS, settings_help
 
 
 class LiveProgress(Progress):
@@ -88,7 +88,7 @@ class LiveProgress(Progress):
     def _render(self):
         setup = self.setup
         recs = list(self.records.values())
-        count = {s: sum(1 for r in recs if r.state == s) for s in (COMPLETE, PRUNED, PAUSED, FAILED)}
+        count = {s: sum(1 for r in recs if r.state == s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PAUSED, TrialState.FAILED)}
         best = best_so_far(recs, setup.monitor) if setup else None
         elapsed = time.time() - self.started
         finished = sum(count.values())
@@ -100,8 +100,8 @@ class LiveProgress(Progress):
         head = Text.assemble(
             (f"{setup.name if setup else ''}  ", "bold"),
             f"{finished}/{budget} done  ", (f"{len(self.running)} running  ", "cyan"),
-            (f"{count[COMPLETE]} complete  ", "green"), (f"{count[PRUNED]} pruned  ", "yellow"),
-            (f"{count[PAUSED]} paused  ", "blue"), (f"{count[FAILED]} failed", "red"),
+            (f"{count[TrialState.COMPLETE]} complete  ", "green"), (f"{count[TrialState.PRUNED]} pruned  ", "yellow"),
+            (f"{count[TrialState.PAUSED]} paused  ", "blue"), (f"{count[TrialState.FAILED]} failed", "red"),
             f"  elapsed {elapsed:.0f}s{eta}")
         best_line = Text(f"best so far: trial {best.number}  {setup.monitor.metric} = {best.value:.4g}"
                          if best else "best so far: -")
@@ -181,12 +181,13 @@ def run(
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
-    if address:  # read by automl.backends.ray_backend
-        setup.algorithm_settings["ray_address"] = address
+    if address and backend != "ray":
+        raise AutomlError(f"--address is an option of --backend ray (not {backend})")
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)
-    summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
+    summary = run_search(setup, backend=backend, backend_options={"address": address} if address else None,
+                         progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
                          promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
     _print_summary(summary, console)
     if as_json:
@@ -258,7 +259,7 @@ def _trials_table(run_dir: Path) -> Table:
         table.add_column(col, no_wrap=True)
     for col in (*[n.rsplit(".", 1)[-1] for n in names], "reason"):
         table.add_column(col, overflow="fold")
-    style = {COMPLETE: "green", PRUNED: "yellow", FAILED: "red", PAUSED: "blue", "running": "cyan"}
+    style = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow", TrialState.FAILED: "red", TrialState.PAUSED: "blue", TrialState.RUNNING: "cyan"}
     for r in records:
         table.add_row(str(r.number), Text(r.state, style=style.get(r.state, "")), _fmt(r.value), _fmt(r.best_epoch),
                       str(r.epochs_done), f"{r.duration_s:.1f}", *[_fmt(r.params.get(n)) for n in names], r.reason or "")
