@@ -6,7 +6,7 @@ N trivial trials (the toy trainer: 1 epoch, no checkpoint files) on one private 
 * raw Ray Tune: ``tune.Tuner`` with a function trainable that runs the same toy trainer on the same
   resolved spec and ``tune.report``s its epoch; ``OptunaSearch`` over the same define-by-run space
   (``space.suggest``) with the same TPE sampler and seed; no loggers;
-* automl: :class:`automl.backends.ray_backend.RayBackend` through the controller (run folder, trial
+* automl: :class:`automl.backends.ray.RayBackend` through the controller (run folder, trial
   numbers actor, ``run_trial`` with spec/metrics/result files, tracker hooks with a NullTracker), no
   promotion.
 
@@ -67,7 +67,7 @@ def raw_tune(space, base_spec: dict, trials: int, seed: int, workers: int, reuse
 
 def automl_ray(trials: int, seed: int, workers: int, reuse: bool, out: Path) -> float:
     from automl.trials.records import Progress
-    from automl.backends.ray_backend import RayBackend
+    from automl.backends.ray import RayBackend
     from automl.search.controller import resolve_setup, write_header
     from automl.tracking import NullTracker
 

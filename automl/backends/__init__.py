@@ -1,5 +1,5 @@
-"""Search backends side by side: ``optuna`` (embedded, :mod:`automl.backends.optuna_backend`) and
-``ray`` (:mod:`automl.backends.ray_backend`). Both implement :class:`automl.backends.base.SearchBackend`
+"""Search backends side by side: ``optuna`` (embedded, :mod:`automl.backends.optuna`) and
+``ray`` (:mod:`automl.backends.ray`). Both implement :class:`automl.backends.base.SearchBackend`
 and are found by name through :mod:`automl.trials.registry`."""
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ The controller (:mod:`automl.search.controller`) resolves the user's command int
 :class:`SearchSetup`, writes the run folder header (``search.json``, ``base_spec.yaml``,
 ``space.json``) and hands the setup to a backend. A backend runs the trials and returns one
 :class:`TrialRecord` per trial; the controller then promotes the winner and writes the summary. The
-Optuna backend (:mod:`automl.backends.optuna_backend`) and the Ray Tune backend
-(:mod:`automl.backends.ray_backend`) sit side by side behind this class; neither calls the other.
+Optuna backend (:mod:`automl.backends.optuna`) and the Ray Tune backend
+(:mod:`automl.backends.ray`) sit side by side behind this class; neither calls the other.
 
 Shared helpers a backend should use instead of re-implementing them:
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from automl.errors import AutomlError
 
-BACKENDS = {"optuna": "automl.backends.optuna_backend:OptunaBackend",
-            "ray": "automl.backends.ray_backend:RayBackend"}
+BACKENDS = {"optuna": "automl.backends.optuna:OptunaBackend",
+            "ray": "automl.backends.ray:RayBackend"}
 
 
 def get_backend(name: str, **options: Any):
