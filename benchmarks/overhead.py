@@ -36,7 +36,7 @@ from pathlib import Path
 
 import optuna
 
-from automl.backends.base import Progress
+from automl.trials.records import Progress
 
 TRIVIAL = ["train.num_epochs=1", "toy.noise=0", "toy.checkpoints=false"]
 
@@ -67,7 +67,7 @@ def raw_optuna(space, trials: int, seed: int, storage=None, *, trainer_spec=None
     it the objective is the toy's formula only.
     """
     from automl.plugins import get_trainer
-    from automl.search.algorithms import make_sampler
+    from automl.trials.algorithms import make_sampler
     from automl.spec import apply_config
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
             args.util_trials, args.seed, 2,
             ["train.num_epochs=1", "toy.noise=0", f"toy.sleep_s={args.util_sleep}", "toy.sleep_by_width=true",
              "toy.checkpoints=false"], tmp / "runs", "util")
-        from automl.search.rundir import read_trials
+        from automl.trials.rundir import read_trials
 
         records = read_trials(setup.run_dir)
         busy = sum(r.duration_s for r in records)

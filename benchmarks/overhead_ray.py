@@ -6,7 +6,7 @@ N trivial trials (the toy trainer: 1 epoch, no checkpoint files) on one private 
 * raw Ray Tune: ``tune.Tuner`` with a function trainable that runs the same toy trainer on the same
   resolved spec and ``tune.report``s its epoch; ``OptunaSearch`` over the same define-by-run space
   (``space.suggest``) with the same TPE sampler and seed; no loggers;
-* automl: :class:`automl.backends.ray_backend.RayBackend` through the controller (run folder, trial
+* automl: :class:`automl.backends.ray.RayBackend` through the controller (run folder, trial
   numbers actor, ``run_trial`` with spec/metrics/result files, tracker hooks with a NullTracker), no
   promotion.
 
@@ -35,7 +35,7 @@ def raw_tune(space, base_spec: dict, trials: int, seed: int, workers: int, reuse
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from automl.search.algorithms import make_sampler
+    from automl.trials.algorithms import make_sampler
     from automl.spec import apply_config
 
     class Report:
@@ -66,8 +66,8 @@ def raw_tune(space, base_spec: dict, trials: int, seed: int, workers: int, reuse
 
 
 def automl_ray(trials: int, seed: int, workers: int, reuse: bool, out: Path) -> float:
-    from automl.backends.base import Progress
-    from automl.backends.ray_backend import RayBackend
+    from automl.trials.records import Progress
+    from automl.backends.ray import RayBackend
     from automl.search.controller import resolve_setup, write_header
     from automl.tracking import NullTracker
 

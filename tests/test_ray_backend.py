@@ -21,10 +21,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, RayCluster  # noqa: E402
 
-from automl.backends import ray_backend  # noqa: E402
-from automl.backends.base import SearchSetup  # noqa: E402
+from automl.backends.ray import backend as ray_backend, cluster as ray_checks, search as ray_search  # noqa: E402
+from automl.trials.records import SearchSetup  # noqa: E402
 from automl.errors import AutomlError  # noqa: E402
 from automl.plugins import Monitor, get_trainer  # noqa: E402
+from automl.trials.algorithms import resolve_settings  # noqa: E402
 
 AUTOML = str(Path(sys.executable).with_name("automl"))
 #: what the two backends keep privately: their storage and worker plumbing; everything else is shared
@@ -69,24 +70,24 @@ def test_remote_cluster_with_local_storage_fails_at_once(tmp_path):
 
 
 def test_storage_rules():
-    assert not ray_backend.address_is_remote(None)
-    assert not ray_backend.address_is_remote("auto")
-    assert not ray_backend.address_is_remote("127.0.0.1:6379")
-    assert ray_backend.address_is_remote("10.255.255.1:6379")
-    ray_backend.check_storage(Path("/tmp/x"), "s3://bucket/x", remote=False)
+    assert not ray_checks.address_is_remote(None)
+    assert not ray_checks.address_is_remote("auto")
+    assert not ray_checks.address_is_remote("127.0.0.1:6379")
+    assert ray_checks.address_is_remote("10.255.255.1:6379")
+    ray_checks.check_storage(Path("/tmp/x"), "s3://bucket/x", remote=False)
     with pytest.raises(AutomlError, match="--storage"):
-        ray_backend.check_storage(Path("/tmp/x"), None, remote=True)
+        ray_checks.check_storage(Path("/tmp/x"), None, remote=True)
     with pytest.raises(AutomlError, match="run folder"):  # an object store for Tune, but trial folders local
-        ray_backend.check_storage(Path("/tmp/x"), "s3://bucket/x", remote=True)
+        ray_checks.check_storage(Path("/tmp/x"), "s3://bucket/x", remote=True)
 
 
 def test_resources_per_trial():
     setup = SearchSetup(name="x", run_dir=Path("/tmp/x"), model="toy", base_spec={}, space=None,
                         space_path=Path("/tmp/x/space.json"), gpus_per_trial=1, trials_per_gpu=4)
-    assert ray_backend.trial_resources(setup, cluster_gpus=8) == {"cpu": 1.0, "gpu": 0.25}
+    assert ray_checks.trial_resources(setup, cluster_gpus=8) == {"cpu": 1.0, "gpu": 0.25}
     setup.trials_per_gpu, setup.gpus_per_trial = 1, 2
-    assert ray_backend.trial_resources(setup, cluster_gpus=8, cpus_per_trial=4) == {"cpu": 4.0, "gpu": 2.0}
-    assert ray_backend.trial_resources(setup, cluster_gpus=0) == {"cpu": 1.0}  # CPU-only cluster
+    assert ray_checks.trial_resources(setup, cluster_gpus=8, cpus_per_trial=4) == {"cpu": 4.0, "gpu": 2.0}
+    assert ray_checks.trial_resources(setup, cluster_gpus=0) == {"cpu": 1.0}  # CPU-only cluster
 
 
 def test_algorithm_mapping():
@@ -99,8 +100,9 @@ def test_algorithm_mapping():
     def built(algorithm):
         setup = SearchSetup(name="x", run_dir=Path("/tmp/x"), model="toy", base_spec={}, space=space,
                             space_path=Path("/tmp/x/space.json"), algorithm=algorithm, seed=0, workers=2,
-                            objectives=[Monitor("val_score", "max")], max_epochs=9)
-        return ray_backend.build_search(setup)
+                            objectives=[Monitor("val_score", "max")], max_epochs=9,
+                            algorithm_settings=resolve_settings(algorithm, {}, max_epochs=9, budget=10))
+        return ray_search.build_search(setup)
 
     search, scheduler, param_space = built("tpe")
     assert isinstance(search.inner, OptunaSearch) and isinstance(scheduler, FIFOScheduler) and param_space is None
@@ -114,7 +116,7 @@ def test_algorithm_mapping():
     assert isinstance(built("hyperband")[1], HyperBandScheduler)
     pbt = built("pbt")[1]
     assert isinstance(pbt, PopulationBasedTraining)
-    explore = ray_backend._ExploreRepair(space, seed=0)
+    explore = ray_search._ExploreRepair(space, seed=0)
     bad = space.to_ray_config(space.defaults()) | {"toy.width": 99}
     assert space.check(space.from_ray(explore(bad))) == []
     with pytest.raises(AutomlError, match="not available with --backend ray"):
@@ -126,9 +128,9 @@ def test_bohb_needs_hpbandster():
         import hpbandster  # noqa: F401
     except ImportError:
         with pytest.raises(AutomlError, match="pip install hpbandster ConfigSpace"):
-            ray_backend.check_algorithm("bohb")
+            ray_checks.check_algorithm("bohb")
     else:
-        ray_backend.check_algorithm("bohb")
+        ray_checks.check_algorithm("bohb")
 
 
 # -- on the two-node cluster --------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def test_driver_killed_and_resumed(cluster, tmp_path):
     def mid_trial_after_a_state_save() -> bool:
         """Two trials done, one part-way, and Tune saved its state after every started trial started
         (a trial started after the last save is unknown to the restored experiment: see the module
-        docstring of automl.backends.ray_backend, 'Known limit')."""
+        docstring of automl.backends.ray.backend, 'Known limit')."""
         states = list((run_dir / "ray").glob("experiment_state-*.json"))
         if len(results(run_dir)) < 2 or not states:
             return False
@@ -272,3 +274,48 @@ def test_schedulers_on_the_cluster(cluster, tmp_path, algorithm):
                                          (Path(r["trial_dir"]) / "metrics.jsonl").read_text().splitlines())})
     if algorithm == "asha":  # rungs at 1 and 3 epochs: some trials are stopped early
         assert any(r["state"] == "pruned" and r["epochs_done"] < 4 for r in res.values())
+
+
+def test_fixed_points_leave_dependent_values_to_tune(tmp_path):
+    """A parameter that depends on another is a tune.sample_from; the baseline's point carries its
+    helper unit, and Tune's own placeholder resolution decodes the same value (a plain value in the
+    point crashed it: "'int' object is not subscriptable")."""
+    from collections import defaultdict
+
+    from ray.tune.impl.placeholder import inject_placeholders, resolve_placeholders
+
+    from automl.space import compile_space, load_schema
+
+    schema = json.loads(Path(get_trainer("toy").schema_path()).read_text())
+    schema["automl_default_parameters"].append("toy.batch")
+    schema["properties"]["toy"]["properties"]["batch"] = {"type": "int", "default": 12, "minimum": 2, "maximum": 48,
+                                                         "math_cond": "/ depends_on", "depends_on": "toy.width"}
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    space = compile_space(load_schema(tmp_path / "s.json"))
+    for algorithm in ("random", "hyperband", "pbt"):
+        setup = SearchSetup(name="x", run_dir=tmp_path, model="toy", base_spec={}, space=space,
+                            space_path=tmp_path / "space.json", algorithm=algorithm, seed=0, workers=2,
+                            objectives=[Monitor("val_score", "max")], max_epochs=9,
+                            algorithm_settings=resolve_settings(algorithm, {}, max_epochs=9, budget=10))
+        param_space = space.to_ray()
+        [point] = ray_search._fixed_points(setup, param_space)
+        assert "toy.batch" not in point and "toy.batch__u" in point
+        replaced = defaultdict(list)
+        config = {**inject_placeholders(param_space, replaced), **point}
+        resolve_placeholders(config, replaced)
+        assert space.from_ray(config) == space.defaults()
+        ray_search.build_search(setup)  # every algorithm over this space builds
+    # a searcher without a param_space (OptunaSearch) gets the whole config
+    setup.algorithm = "tpe"
+    assert ray_search._fixed_points(setup, None)[0]["toy.batch"] == 12
+
+
+def test_private_ray_is_private_and_auto_joins(monkeypatch):
+    """No --address: a Ray of our own even when RAY_ADDRESS or `ray start` names another cluster."""
+    calls = []
+    monkeypatch.setattr(ray_backend.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_backend.ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
+    ray_backend.RayBackend()._connect(None)
+    ray_backend.RayBackend()._connect("auto")
+    assert calls[0]["address"] == "local" and calls[1]["address"] == "auto"

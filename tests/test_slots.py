@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automl.errors import AutomlError
-from automl.search.slots import gpu_inventory, make_slots, parse_gpus, slot_env
+from automl.trials.slots import gpu_inventory, make_slots, parse_gpus, slot_env
 
 
 def gpus_of(slots):
@@ -60,7 +60,7 @@ def test_simulated_inventory(monkeypatch):
 
 
 def test_cpu_slots_share_the_cores_unless_the_user_set_thread_counts(monkeypatch):
-    from automl.search import slots as slots_module
+    from automl.trials import slots as slots_module
 
     monkeypatch.setattr(slots_module, "cpu_count", lambda: 8)
     four = make_slots(4, None, inventory=[])

@@ -1,11 +1,11 @@
-"""The worker side of the controller <-> worker protocol (automl.search.worker)."""
+"""The worker side of the controller <-> worker protocol (automl.trials.worker)."""
 
 from __future__ import annotations
 
 import json
 
 from automl.plugins import get_trainer
-from automl.search.worker import PipeReporter, final_epoch, prepare_trial_dir, run_trial
+from automl.trials.worker import PipeReporter, final_epoch, prepare_trial_dir, run_trial
 from automl.spec import apply_config, load_yaml, parse_overrides
 
 

@@ -45,7 +45,7 @@ def _load_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     from automl.errors import AutomlError
 
-    # before torch loads OpenMP: waiting threads sleep instead of spinning (see automl.search.slots.slot_env)
+    # before torch loads OpenMP: waiting threads sleep instead of spinning (see automl.trials.slots.slot_env)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _load_commands()
     try:

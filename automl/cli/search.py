@@ -18,10 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, Progress, SearchSetup, TrialRecord
+from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.cli import app
 from automl.errors import AutomlError
-from automl.search import rundir
+from automl.trials import rundir
+from automl.trials.outcome import best_so_far
+from automl.trials.algorithms import ALGORITHMS, COMMON_SETTINGS, REGISTRY, SETTINGS, settings_help
 
 
 class LiveProgress(Progress):
@@ -86,10 +88,8 @@ class LiveProgress(Progress):
     def _render(self):
         setup = self.setup
         recs = list(self.records.values())
-        count = {s: sum(1 for r in recs if r.state == s) for s in (COMPLETE, PRUNED, PAUSED, FAILED)}
-        sign = -1.0 if setup and setup.monitor.mode == "max" else 1.0
-        valued = [r for r in recs if r.value is not None and r.state in (COMPLETE, PAUSED, PRUNED)]
-        best = min(valued, key=lambda r: sign * r.value) if valued else None
+        count = {s: sum(1 for r in recs if r.state == s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PAUSED, TrialState.FAILED)}
+        best = best_so_far(recs, setup.monitor) if setup else None
         elapsed = time.time() - self.started
         finished = sum(count.values())
         budget = setup.budget_trials if setup else 0
@@ -100,8 +100,8 @@ class LiveProgress(Progress):
         head = Text.assemble(
             (f"{setup.name if setup else ''}  ", "bold"),
             f"{finished}/{budget} done  ", (f"{len(self.running)} running  ", "cyan"),
-            (f"{count[COMPLETE]} complete  ", "green"), (f"{count[PRUNED]} pruned  ", "yellow"),
-            (f"{count[PAUSED]} paused  ", "blue"), (f"{count[FAILED]} failed", "red"),
+            (f"{count[TrialState.COMPLETE]} complete  ", "green"), (f"{count[TrialState.PRUNED]} pruned  ", "yellow"),
+            (f"{count[TrialState.PAUSED]} paused  ", "blue"), (f"{count[TrialState.FAILED]} failed", "red"),
             f"  elapsed {elapsed:.0f}s{eta}")
         best_line = Text(f"best so far: trial {best.number}  {setup.monitor.metric} = {best.value:.4g}"
                          if best else "best so far: -")
@@ -133,8 +133,8 @@ def run(
     budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Trials to run, trial 0 (baseline) included. Default 10."),
     spec: Optional[str] = typer.Option(None, "--spec", "-e", help="Spec YAML (TAO layout) every trial starts from."),
     algorithm: Optional[str] = typer.Option(None, "--algorithm", "-a",
-                                            help="tpe, gp, random, grid, cmaes, qmc, nsga2, asha, hyperband, bohb, pbt (TAO: bayesian ...)."),
-    setting: Optional[list[str]] = typer.Option(None, "--setting", help="Algorithm setting KEY=VALUE: min_epochs, reduction_factor, population, perturbation_interval, pruner."),
+                                            help=f"{', '.join(ALGORITHMS)} (TAO: bayesian ...); `automl algorithms` lists them."),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", help=f"Algorithm setting KEY=VALUE. {settings_help()}."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="'metric:max,latency_ms:min' (multi-objective: nsga2)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Trials at a time (default: one per GPU slot, or 1)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1,2,3 (default: all; 'none' for CPU)."),
@@ -188,12 +188,13 @@ def run(
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
-    if address:  # read by automl.backends.ray_backend
-        setup.algorithm_settings["ray_address"] = address
+    if address and backend != "ray":
+        raise AutomlError(f"--address is an option of --backend ray (not {backend})")
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)
-    summary = run_search(setup, backend=backend, progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
+    summary = run_search(setup, backend=backend, backend_options={"address": address} if address else None,
+                         progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
                          promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
     _print_summary(summary, console)
     if as_json:
@@ -265,11 +266,34 @@ def _trials_table(run_dir: Path) -> Table:
         table.add_column(col, no_wrap=True)
     for col in (*[n.rsplit(".", 1)[-1] for n in names], "reason"):
         table.add_column(col, overflow="fold")
-    style = {COMPLETE: "green", PRUNED: "yellow", FAILED: "red", PAUSED: "blue", "running": "cyan"}
+    style = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow", TrialState.FAILED: "red", TrialState.PAUSED: "blue", TrialState.RUNNING: "cyan"}
     for r in records:
         table.add_row(str(r.number), Text(r.state, style=style.get(r.state, "")), _fmt(r.value), _fmt(r.best_epoch),
                       str(r.epochs_done), f"{r.duration_s:.1f}", *[_fmt(r.params.get(n)) for n in names], r.reason or "")
     return table
+
+
+@app.command("algorithms")
+def algorithms_command(as_json: bool = typer.Option(False, "--json", help="The registry as JSON.")) -> None:
+    """The search algorithms: TAO aliases, backends, objectives and settings with their defaults."""
+    rows = [{"name": a.name, "help": a.help, "fidelity": a.fidelity, "backends": list(a.backends),
+             "multi_objective": a.multi_objective, "aliases": list(a.aliases),
+             "settings": {n: {"type": SETTINGS[n].type.__name__, "default": SETTINGS[n].default_text(),
+                              "help": SETTINGS[n].help} for n in a.settings}} for a in REGISTRY.values()]
+    if as_json:
+        common = {n: {"type": c.type.__name__, "default": c.default_text(), "help": c.help}
+                  for n, c in COMMON_SETTINGS.items()}
+        print(json.dumps({"algorithms": rows, "common_settings": common}))
+        return
+    table = Table(title="--algorithm (settings: --setting KEY=VALUE)")
+    for col in ("name", "backends", "objectives", "aliases", "settings (default)"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], ", ".join(row["backends"]), "several" if row["multi_objective"] else "one",
+                      ", ".join(row["aliases"]),
+                      ", ".join(f"{n}={v['default']}" for n, v in row["settings"].items()))
+    Console().print(table)
+    Console().print(f"every algorithm: {', '.join(f'{n}={c.default_text()}' for n, c in COMMON_SETTINGS.items())}")
 
 
 @app.command("status")

@@ -16,12 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from automl.backends.base import COMPLETE, Progress, SearchSetup, TrialRecord
+from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.plugins import Monitor, get_trainer
-from automl.search import rundir
-from automl.search.algorithms import TAO_SETTINGS, canonical
-from automl.search.slots import make_slots, parse_gpus
+from automl.trials import rundir
+from automl.trials import algorithms
+from automl.trials.algorithms import TAO_SETTINGS, canonical
+from automl.trials.outcome import ranked
+from automl.trials.slots import make_slots, parse_gpus
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
 
 DEFAULT_MAX_FAILURES = 5
@@ -137,51 +139,13 @@ def resolve_setup(
     user_overrides = parse_overrides(overrides)
 
     if resume:
-        run_dir = output / name
-        header = rundir.read_search(run_dir)
-        if header.get("model") != model:
-            raise AutomlError(f"--resume: search '{name}' ran model '{header.get('model')}', not '{model}'")
-        from automl.space import SearchSpace
+        return _resumed_setup(output / name, model=model, budget=budget, workers=workers, gpus=gpus,
+                              gpus_per_trial=gpus_per_trial, trials_per_gpu=trials_per_gpu, time_budget=time_budget,
+                              trial_timeout=trial_timeout, keep_checkpoints=keep_checkpoints,
+                              max_failures=max_failures, command=command)
 
-        space = SearchSpace.from_json(json.loads((run_dir / "space.json").read_text()))
-        base_spec = load_yaml(run_dir / "base_spec.yaml")
-        return SearchSetup(
-            name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
-            space_path=run_dir / "space.json", algorithm=header["algorithm"],
-            algorithm_settings=header.get("algorithm_settings", {}),
-            budget_trials=int(budget if budget is not None else header["budget_trials"]),
-            time_budget_s=time_budget if time_budget is not None else header.get("time_budget_s"),
-            workers=len(slots := make_slots(workers or header.get("workers"), parse_gpus(gpus), gpus_per_trial, trials_per_gpu)),
-            slots=slots, gpus=sorted({g for s in slots for g in s["gpus"]}), gpus_per_trial=gpus_per_trial,
-            trials_per_gpu=trials_per_gpu, seed=header.get("seed"),
-            objectives=[Monitor(o["metric"], o["mode"]) for o in header["objectives"]],
-            max_epochs=int(header["max_epochs"]), storage=header.get("storage"),
-            trial_timeout_s=trial_timeout if trial_timeout is not None else header.get("trial_timeout_s"),
-            max_consecutive_failures=max_failures, resume=True,
-            keep_checkpoints=keep_checkpoints or bool(header.get("keep_checkpoints")),
-            command=command or " ".join(shlex.quote(a) for a in sys.argv),
-            data_dir=Path(header["data_dir"]) if header.get("data_dir") else None)
-
-    base_spec = load_yaml(plugin.spec_template("train"))
-    user_spec: dict[str, Any] = {}
-    if spec_file:
-        user_spec = load_yaml(spec_file)
-    tao = _pop_tao_settings(user_spec, user_overrides)
-    base_spec = deep_merge(base_spec, user_spec)
-    settings = {**tao, **dict(settings or {})}
-
-    data_dir = None
-    if data:
-        data_dir = Path(data).resolve()
-        if not data_dir.is_dir():
-            raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
-        base_spec = apply_config(base_spec, plugin.data_keys(data_dir))
-    elif not spec_file:
-        data_dir = output / ".demo_data" / model
-        base_spec = apply_config(base_spec, plugin.demo_data(data_dir))
-    if "max_epochs" in settings:
-        user_overrides.setdefault("train.num_epochs", int(settings.pop("max_epochs")))
-    base_spec = apply_config(base_spec, user_overrides)
+    cli_settings = dict(settings or {})
+    base_spec, settings, data_dir = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
 
     algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
     settings.pop("algorithm", None)
@@ -194,9 +158,9 @@ def resolve_setup(
     if not isinstance(max_epochs, int) or max_epochs < 1:
         raise AutomlError(f"train.num_epochs = {max_epochs!r} in the spec: must be a positive integer")
     objectives_list = parse_objectives(objectives, plugin)
-    if len(objectives_list) > 1 and algorithm not in ("nsga2", "random", "tpe", "qmc"):
-        raise AutomlError(f"--objectives with {len(objectives_list)} metrics needs --algorithm nsga2 (or tpe, random, qmc); "
-                          f"'{algorithm}' optimises one metric")
+    algorithms.check_objectives(algorithm, len(objectives_list))
+    algorithms.check_setting_names([k for k in cli_settings if k not in ("algorithm", "budget", "max_epochs")], algorithm)
+    settings = algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs, budget=budget)
 
     # values the user fixed on the command line or in the spec are not searched
     space = compile_model_space(plugin, base_spec, user_overrides)
@@ -209,11 +173,11 @@ def resolve_setup(
 
     warm_configs: list[dict[str, Any]] = []
     if warm_start:
-        warm_configs = warm_start_configs(warm_start, output, space, settings.pop("warm_start_top", 3))
+        warm_configs = warm_start_configs(warm_start, output, space, settings["warm_start_top"])
 
     return SearchSetup(
         name=name, run_dir=run_dir, model=model, base_spec=base_spec, space=space,
-        space_path=run_dir / "space.json", algorithm=algorithm, algorithm_settings=settings,
+        space_path=run_dir / rundir.SPACE_JSON, algorithm=algorithm, algorithm_settings=settings,
         budget_trials=budget, time_budget_s=time_budget, workers=len(slots), slots=slots,
         gpus=sorted({g for s in slots for g in s["gpus"]}), gpus_per_trial=gpus_per_trial,
         trials_per_gpu=trials_per_gpu, seed=seed, objectives=objectives_list, max_epochs=max_epochs,
@@ -222,15 +186,68 @@ def resolve_setup(
         command=command or " ".join(shlex.quote(a) for a in sys.argv), data_dir=data_dir)
 
 
+def _resumed_setup(run_dir: Path, *, model: str, budget: int | None, workers: int | None, gpus: str | None,
+                   gpus_per_trial: int, trials_per_gpu: int, time_budget: float | None, trial_timeout: float | None,
+                   keep_checkpoints: bool, max_failures: int, command: str | None) -> SearchSetup:
+    """The setup of the search in ``run_dir`` as ``search.json`` recorded it; the budget, slots, time
+    limits and failure limit may change on resume."""
+    from automl.space import SearchSpace
+
+    header = rundir.read_search(run_dir)
+    if header.get("model") != model:
+        raise AutomlError(f"--resume: search '{run_dir.name}' ran model '{header.get('model')}', not '{model}'")
+    space = SearchSpace.from_json(json.loads((run_dir / rundir.SPACE_JSON).read_text()))
+    budget = int(budget if budget is not None else header["budget_trials"])
+    # a search.json of an earlier version may lack settings added since: fill their defaults
+    settings = algorithms.resolve_settings(header["algorithm"], header.get("algorithm_settings", {}),
+                                           max_epochs=int(header["max_epochs"]), budget=budget)
+    slots = make_slots(workers or header.get("workers"), parse_gpus(gpus), gpus_per_trial, trials_per_gpu)
+    return SearchSetup(
+        name=run_dir.name, run_dir=run_dir, model=model, base_spec=load_yaml(run_dir / rundir.BASE_SPEC), space=space,
+        space_path=run_dir / rundir.SPACE_JSON, algorithm=header["algorithm"], algorithm_settings=settings,
+        budget_trials=budget, time_budget_s=time_budget if time_budget is not None else header.get("time_budget_s"),
+        workers=len(slots), slots=slots, gpus=sorted({g for s in slots for g in s["gpus"]}),
+        gpus_per_trial=gpus_per_trial, trials_per_gpu=trials_per_gpu, seed=header.get("seed"),
+        objectives=[Monitor(o["metric"], o["mode"]) for o in header["objectives"]],
+        max_epochs=int(header["max_epochs"]), storage=header.get("storage"),
+        trial_timeout_s=trial_timeout if trial_timeout is not None else header.get("trial_timeout_s"),
+        max_consecutive_failures=max_failures, resume=True,
+        keep_checkpoints=keep_checkpoints or bool(header.get("keep_checkpoints")),
+        command=command or " ".join(shlex.quote(a) for a in sys.argv),
+        data_dir=Path(header["data_dir"]) if header.get("data_dir") else None)
+
+
+def _base_spec(model: str, plugin: Any, spec_file: str | None, user_overrides: dict[str, Any], cli_settings: dict[str, Any],
+               data: str | None, output: Path) -> tuple[dict[str, Any], dict[str, Any], Path | None]:
+    """(base spec, settings, data folder): the template, the user's spec and its TAO AutoML settings
+    (``--setting`` wins), the data keys and the ``key=value`` overrides, in that order."""
+    base_spec = load_yaml(plugin.spec_template("train"))
+    user_spec: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
+    tao = _pop_tao_settings(user_spec, user_overrides)
+    base_spec = deep_merge(base_spec, user_spec)
+    settings = {**tao, **cli_settings}
+    data_dir = None
+    if data:
+        data_dir = Path(data).resolve()
+        if not data_dir.is_dir():
+            raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
+        base_spec = apply_config(base_spec, plugin.data_keys(data_dir))
+    elif not spec_file:
+        data_dir = output / ".demo_data" / model
+        base_spec = apply_config(base_spec, plugin.demo_data(data_dir))
+    if "max_epochs" in settings:
+        user_overrides.setdefault("train.num_epochs", int(settings.pop("max_epochs")))
+    return apply_config(base_spec, user_overrides), settings, data_dir
+
+
 def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> list[dict[str, Any]]:
     """The best ``top`` configs of an earlier run that are valid in this space."""
     other_dir = rundir.find_run(other, output)
     header = rundir.read_search(other_dir)
-    mode = (header.get("objectives") or [{"mode": "max"}])[0]["mode"]
-    sign = -1.0 if mode == "max" else 1.0
-    done = [r for r in rundir.read_trials(other_dir) if r.state == COMPLETE and r.value is not None]
+    first = (header.get("objectives") or [{"metric": "", "mode": "max"}])[0]
+    done = [r for r in rundir.read_trials(other_dir) if r.state == TrialState.COMPLETE and r.value is not None]
     out = []
-    for record in sorted(done, key=lambda r: sign * r.value):
+    for record in ranked(done, Monitor(first["metric"], first["mode"])):
         config = {k: v for k, v in record.params.items() if k in set(space.names)}
         if config and not space.check({**space.defaults(), **config}) and config not in out:
             out.append({**space.defaults(), **config})
@@ -251,22 +268,25 @@ def write_header(setup: SearchSetup) -> None:
                         "last_command": setup.command}
     rundir.write_json(path, header)
     if not setup.resume:
-        dump_yaml(setup.base_spec, setup.run_dir / "base_spec.yaml")
+        dump_yaml(setup.base_spec, setup.run_dir / rundir.BASE_SPEC)
         rundir.write_json(setup.space_path, setup.space.to_json())
 
 
-def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = None, progress: Progress | None = None,
+def run_search(setup: SearchSetup, *, backend: str = "optuna", backend_options: Mapping[str, Any] | None = None,
+               tracker: Any = None, progress: Progress | None = None,
                reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
                tracking_uri: str | None = None, tracking: bool = True) -> dict[str, Any]:
     """Run the search end to end and return the summary. ``reeval_top``: a count or ``"auto"`` (what
-    the CLI passes by default; see :func:`automl.search.promote.reeval_count`)."""
-    from automl.backends import get_backend
+    the CLI passes by default; see :func:`automl.search.promote.reeval_count`). ``backend_options`` go to
+    the backend's constructor (``address`` for Ray)."""
+    from automl.trials.registry import get_backend
     from automl.search.promote import finish_search
     from automl.tracking import create_tracker
 
     started = time.time()
     progress = progress or Progress()
-    engine = get_backend(backend)
+    engine = get_backend(backend, **dict(backend_options or {}))
+    algorithms.check_backend(setup.algorithm, backend)
     write_header(setup)
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
     header["backend"] = backend
@@ -275,7 +295,7 @@ def run_search(setup: SearchSetup, *, backend: str = "optuna", tracker: Any = No
     tracker.start_search(setup.run_dir, {
         "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
         "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,
-        "mode": setup.monitor.mode, "resumed": setup.resume, "base_spec": str(setup.run_dir / "base_spec.yaml"),
+        "mode": setup.monitor.mode, "resumed": setup.resume, "base_spec": str(setup.run_dir / rundir.BASE_SPEC),
         "space": str(setup.space_path), "workers": setup.workers, "slots": setup.slots})
     records: list[TrialRecord] = []
     try:

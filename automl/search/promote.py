@@ -20,27 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automl.backends.base import COMPLETE, FAILED, PAUSED, PRUNED, SearchSetup, TrialRecord
+from automl.trials.records import SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.reporting import clean_float
-from automl.search import rundir
-from automl.search.slots import gpu_inventory, slot_env
-from automl.search.worker import JOB_FILE, RESULT, SPEC, make_job
+from automl.trials import rundir
+from automl.trials.outcome import loss, ranked
+from automl.trials.slots import gpu_inventory, slot_env
+from automl.trials.rundir import JOB_FILE, RESULT, SPEC
+from automl.trials.worker import make_job
 from automl.spec import apply_config, get_dotted, load_yaml, set_dotted
-
-
-def _sign(setup: SearchSetup) -> float:
-    return -1.0 if setup.monitor.mode == "max" else 1.0
 
 
 def pareto_front(records: list[TrialRecord], setup: SearchSetup) -> list[TrialRecord]:
     """Non-dominated complete trials for a multi-objective search."""
-    pts = [r for r in records if r.state == COMPLETE and r.values and all(v is not None for v in r.values)]
-    signs = [(-1.0 if m.mode == "max" else 1.0) for m in setup.objectives]
-
+    pts = [r for r in records if r.state == TrialState.COMPLETE and r.values and all(v is not None for v in r.values)]
     def dominates(a: TrialRecord, b: TrialRecord) -> bool:
-        av = [s * v for s, v in zip(signs, a.values)]
-        bv = [s * v for s, v in zip(signs, b.values)]
+        av = [loss(m.mode, v) for m, v in zip(setup.objectives, a.values)]
+        bv = [loss(m.mode, v) for m, v in zip(setup.objectives, b.values)]
         return all(x <= y for x, y in zip(av, bv)) and any(x < y for x, y in zip(av, bv))
 
     return [p for p in pts if not any(dominates(q, p) for q in pts if q is not p)]
@@ -50,13 +46,13 @@ def candidates(records: list[TrialRecord], setup: SearchSetup) -> list[TrialReco
     """Trials eligible to win, best first: complete ones trained to the full budget, ranked by the
     value of their best epoch (for multi-objective searches, the Pareto front by the first objective)."""
     pool = pareto_front(records, setup) if setup.multi_objective else [
-        r for r in records if r.state == COMPLETE and r.value is not None]
+        r for r in records if r.state == TrialState.COMPLETE and r.value is not None]
     full = [r for r in pool if r.epochs_done >= setup.max_epochs]
     if setup.algorithm == "pbt" and full:  # pbt segments that stopped early are not finished models
         pool = full
     if not pool:  # nothing finished (e.g. everything pruned early): take what has a value
-        pool = [r for r in records if r.state in (PRUNED, PAUSED) and r.value is not None]
-    return sorted(pool, key=lambda r: _sign(setup) * r.value)
+        pool = [r for r in records if r.state in (TrialState.PRUNED, TrialState.PAUSED) and r.value is not None]
+    return ranked(pool, setup.monitor)
 
 
 #: ``--reeval-top auto``: re-train the top 2 (and the baseline) once the search has 10 trials. With 2
@@ -91,7 +87,7 @@ class SeedRun:
 
 
 def _reeval_dir(setup: SearchSetup, number: int, index: int) -> Path:
-    return setup.run_dir / "reeval" / f"{number:04d}-seed{index}"
+    return rundir.reeval_dir(setup.run_dir, number, index)
 
 
 def _trial_spec(setup: SearchSetup, record: TrialRecord) -> dict[str, Any]:
@@ -116,12 +112,12 @@ def _train_again(setup: SearchSetup, record: TrialRecord, index: int, seed: int,
                    extra={"number": record.number, "kind": "reeval", "seed_index": index})
     job_file = rundir.write_json(folder / JOB_FILE, job)
     try:
-        subprocess.run([sys.executable, "-m", "automl.search.worker", "--once", str(job_file)],
+        subprocess.run([sys.executable, "-m", "automl.trials.worker", "--once", str(job_file)],
                        env=env, capture_output=True, text=True, timeout=setup.trial_timeout_s)
     except subprocess.TimeoutExpired:
         pass
     result = rundir.read_json_or(folder / RESULT)
-    if not result or result.get("state") != COMPLETE or result.get("value") is None:
+    if not result or result.get("state") != TrialState.COMPLETE or result.get("value") is None:
         return None
     return SeedRun(record.number, index, seed, float(result["value"]), result.get("best_checkpoint"), spec)
 
@@ -143,7 +139,7 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
     env = slot_env({"index": 0, "gpus": setup.slots[0]["gpus"] if setup.slots else []})
     for record in top:
         original = _original_run(setup, record)
-        first = original if record.state == COMPLETE else _train_again(setup, record, 0, original.seed, env)
+        first = original if record.state == TrialState.COMPLETE else _train_again(setup, record, 0, original.seed, env)
         again = [_train_again(setup, record, k, original.seed + 1000 * k + 1, env) for k in range(1, seeds + 1)]
         out[record.number] = [run for run in (first, *again) if run is not None]
         if progress:
@@ -157,7 +153,7 @@ def rerank(setup: SearchSetup, ranked: list[TrialRecord], top_k: int, runs: dict
     """The top k re-ordered by their mean validation value over the seeds; the rest stay behind them."""
     def mean_value(record: TrialRecord) -> float:
         values = [run.value for run in runs.get(record.number, [])] or [record.value]
-        return _sign(setup) * statistics.fmean(values)
+        return loss(setup.monitor.mode, statistics.fmean(values))
 
     return sorted(ranked[:top_k], key=mean_value) + ranked[top_k:]
 
@@ -186,7 +182,7 @@ def noise_verdict(baseline: Sequence[float], best: Sequence[float], mode: str,
     """
     if not baseline or not best:
         return {"gain": None, "noise_std": None, "verdict": "unknown (no baseline or no winner value)"}
-    gain = (1.0 if mode == "max" else -1.0) * (statistics.fmean(best) - statistics.fmean(baseline))
+    gain = loss(mode, statistics.fmean(baseline)) - loss(mode, statistics.fmean(best))  # positive: better
     noise = pooled_std([baseline, best, *others])
     if noise is None:
         verdict = f"unknown (no seed repeats: {no_repeats})"
@@ -335,7 +331,7 @@ def promote(setup: SearchSetup, best: TrialRecord) -> dict[str, Any]:
     """Copy the best epoch's checkpoint to ``best/model.ckpt`` and run evaluate, export and TensorRT."""
     from automl.plugins import get_trainer
 
-    best_dir = setup.run_dir / "best"
+    best_dir = setup.run_dir / rundir.BEST
     best_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"trial": best.number, "best_epoch": best.best_epoch}
     ckpt = Path(best.best_checkpoint) if best.best_checkpoint else None
@@ -381,11 +377,11 @@ def cleanup_checkpoints(setup: SearchSetup, records: list[TrialRecord], keep: se
     for record in records:
         if record.number in keep or not record.trial_dir:
             continue
-        folder = Path(record.trial_dir) / "checkpoints"
+        folder = Path(record.trial_dir) / rundir.CHECKPOINTS
         if folder.is_dir():
             freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             shutil.rmtree(folder, ignore_errors=True)
-    reeval = setup.run_dir / "reeval"
+    reeval = setup.run_dir / rundir.REEVAL
     if reeval.is_dir():
         for folder in reeval.glob("*/checkpoints"):
             freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -420,11 +416,11 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
         if progress:
             progress.message(f"promoting trial {best.number} (epoch {best.best_epoch}, {setup.monitor.metric}={best.value:.4g})")
         promotion = promote(setup, best)
-        tracker.promoted(_brief(best) | {"promotion": promotion}, setup.run_dir / "best")
+        tracker.promoted(_brief(best) | {"promotion": promotion}, setup.run_dir / rundir.BEST)
     freed = 0
     if not setup.keep_checkpoints and best is not None:
         freed = cleanup_checkpoints(setup, records, keep={best.number})
-    counts = {state: sum(1 for r in records if r.state == state) for state in (COMPLETE, PRUNED, PAUSED, FAILED, "running")}
+    counts = {state: sum(1 for r in records if r.state == state) for state in TrialState}
     improvement = None
     if best is not None and baseline is not None and baseline.value is not None and best.value is not None:
         improvement = best.value - baseline.value
@@ -447,6 +443,6 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
                     "reason": r.reason} for r in records],
     }
     rundir.write_summary_csv(setup.run_dir, records)
-    rundir.write_json(setup.run_dir / "best" / "summary.json", summary)
+    rundir.write_json(setup.run_dir / rundir.BEST / "summary.json", summary)
     tracker.end_search(summary)
     return summary

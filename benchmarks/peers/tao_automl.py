@@ -161,8 +161,8 @@ class TaoDriver(JsonLinesProcess):
 
 def slot_environment(tracking: bool = False) -> dict[str, str]:
     """The environment ``automl run --workers 1`` gives its one worker (its GPU, or on a CPU host its
-    thread share and sleeping OpenMP threads: automl.search.slots), so TAO's jobs train as fast."""
-    from automl.search.slots import make_slots, slot_env
+    thread share and sleeping OpenMP threads: automl.trials.slots), so TAO's jobs train as fast."""
+    from automl.trials.slots import make_slots, slot_env
 
     return slot_env(make_slots(1)[0], base=child_env(tracking))
 

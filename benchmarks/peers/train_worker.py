@@ -2,7 +2,7 @@
 
 ``automl train -e SPEC --results-dir DIR`` in a fresh process per job spends ~8 s importing torch,
 Lightning and timm on this 2-core host before it trains; ``automl run`` keeps one worker process per
-slot for exactly that reason (automl/search/worker.py). So that a peer's wall time is not inflated by
+slot for exactly that reason (automl/trials/worker.py). So that a peer's wall time is not inflated by
 imports our own searches do not pay, this worker runs the very same code path as ``automl train``
 (:func:`automl.cli.actions.run_action`: spec validation, ``spec.yaml``, ``metrics.jsonl``,
 checkpoints, ``train.json``) for one job after another in one process.

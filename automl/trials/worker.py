@@ -6,7 +6,7 @@ trial's ``config.json`` and ``spec.yaml``, sends the trainer's output to ``train
 failing trainer: the failure is the trial's result.
 
 The embedded (Optuna) backend keeps one long-lived worker process per slot (``python -m
-automl.search.worker --serve``) and feeds it trials over a pipe (JSON lines). Why a persistent
+automl.trials.worker --serve``) and feeds it trials over a pipe (JSON lines). Why a persistent
 process: spawning Python + torch + the plugin per trial costs seconds and dominates short trials;
 a worker that dies (segfault, OOM kill, timeout kill) is simply replaced and only its current trial is
 lost, so crash isolation is kept. Why the pipe and not the study storage: the controller is the only
@@ -41,16 +41,11 @@ from typing import Any
 
 from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
-from automl.reporting import clean_float, clean_metrics
-from automl.search.rundir import read_json_or, write_json
+from automl.reporting import clean_metrics
+from automl.trials.outcome import folder_record, own_epochs
+from automl.trials.records import TrialState
+from automl.trials.rundir import CONFIG, JOB_FILE, LOG, METRICS, PREVIOUS_RESULT, RESULT, SPEC, read_json_or, write_json
 from automl.spec import dump_yaml, get_dotted
-
-RESULT = "result.json"
-SPEC = "spec.yaml"
-CONFIG = "config.json"
-PREVIOUS_RESULT = "result.prev.json"
-LOG = "train.log"
-METRICS = "metrics.jsonl"
 
 
 class PipeReporter(FileReporter):
@@ -86,25 +81,6 @@ def final_epoch(spec: Mapping[str, Any], max_epochs: int | None) -> int | None:
     if full <= 0:
         return None
     return min(full, int(max_epochs)) - 1 if max_epochs else full - 1
-
-
-def epoch_metrics(trial_dir: Path) -> dict[int, dict[str, float]]:
-    """Epoch -> metrics from ``metrics.jsonl``; an epoch re-run after a resume keeps its last record."""
-    return {int(r["epoch"]): r.get("metrics", {}) for r in read_metrics(trial_dir)}
-
-
-def best_epoch(epochs: Mapping[int, Mapping[str, float]], monitor: Monitor, upto: int | None = None):
-    """(epoch, value) of the best finite monitor value among epochs ``< upto``; (None, None) if none."""
-    best = (None, None)
-    for epoch in sorted(epochs):
-        if upto is not None and epoch >= upto:
-            continue
-        value = clean_float(epochs[epoch].get(monitor.metric))
-        if value is None:
-            continue
-        if best[1] is None or monitor.better(value, best[1]):
-            best = (epoch, value)
-    return best
 
 
 @contextlib.contextmanager
@@ -175,11 +151,10 @@ def run_trial(
     previous = read_json_or(trial_dir / PREVIOUS_RESULT, {})
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     full_epochs = int(get_dotted(spec, "train.num_epochs", 0) or 0)
-    metrics_path = trial_dir / METRICS
-    records_before = _count_lines(metrics_path)
+    records_before = own_epochs(read_metrics(trial_dir))
 
     started = time.time()
-    state, reason, output = "complete", None, {}
+    state, reason, output = TrialState.COMPLETE, None, {}
     with _output_to(trial_dir / LOG):
         try:
             plugin = get_trainer(plugin_name)
@@ -189,55 +164,27 @@ def run_trial(
             if isinstance(exc, KeyboardInterrupt):
                 raise
             traceback.print_exc()
-            state, reason = "failed", f"{type(exc).__name__}: {exc}".strip()[:500]
+            state, reason = TrialState.FAILED, f"{type(exc).__name__}: {exc}".strip()[:500]
     duration = time.time() - started
 
     records = read_metrics(trial_dir)
-    epochs = {int(r["epoch"]): r.get("metrics", {}) for r in records}
-    done = (max(epochs) + 1) if epochs else 0
-    if state != "failed":
+    done = (max(int(r["epoch"]) for r in records) + 1) if records else 0
+    if state != TrialState.FAILED:
         stop = getattr(reporter, "stop_reason", None)
         if stop:
-            state = stop
+            state = TrialState(stop)
         elif max_epochs is not None and full_epochs and done < full_epochs and done >= max_epochs:
-            state = "paused"
-    objectives = objectives or []
-    monitor = objectives[0] if objectives else None
-    epoch, value = best_epoch(epochs, monitor) if monitor else (None, None)
-    values = None
-    if len(objectives) > 1 and epochs:
-        last = epochs[max(epochs)]
-        values = [clean_float(last.get(m.metric)) for m in objectives]
+            state = TrialState.PAUSED
     # epochs trained by this run = the epochs it reported (trainers differ on whether their own
     # "epochs_run" counts the epochs before a resume); the trainer's count only if it reported none
-    epochs_run_now = len(records) - records_before
-    if epochs_run_now <= 0:
-        epochs_run_now = int(output.get("epochs_run") or 0)
-    best_ckpt = output.get("best_checkpoint")
-    if output.get("best_epoch") is not None and epoch is not None and int(output["best_epoch"]) != epoch:
-        # the trainer's best.ckpt comes from another epoch than the best in metrics.jsonl (e.g. a
-        # resumed run forgot the earlier best): keep the checkpoint recorded for the best epoch if any
-        recorded = [r.get("checkpoint") for r in records if r["epoch"] == epoch and r.get("checkpoint")]
-        best_ckpt = recorded[-1] if recorded and Path(recorded[-1]).exists() else best_ckpt
-    result = {
-        "number": (extra or {}).get("number", previous.get("number", -1)),
-        "state": state,
-        "value": value,
-        "values": values,
-        "best_epoch": epoch,
-        "best_checkpoint": str(best_ckpt) if best_ckpt else None,
-        "last_checkpoint": str(output["last_checkpoint"]) if output.get("last_checkpoint") else None,
-        "epochs_run": int(previous.get("epochs_run", 0)) + int(epochs_run_now or 0),
-        "epochs_done": done,
-        "reason": reason,
-        "duration_s": float(previous.get("duration_s", 0.0)) + duration,
-        "gpu_seconds": float(previous.get("gpu_seconds", 0.0)) + duration * len(gpus),
-        "params": dict(config or previous.get("params") or {}),
-        "trial_dir": str(trial_dir),
-        "extra": {**previous.get("extra", {}), **(extra or {})},
-    }
-    if state == "failed" and reason is None:
-        result["reason"] = "failed"
+    epochs_now = own_epochs(records) - records_before
+    if epochs_now <= 0:
+        epochs_now = int(output.get("epochs_run") or 0)
+    record = folder_record(
+        trial_dir, (extra or {}).get("number", previous.get("number", -1)), state, objectives or [], previous=previous,
+        epochs_now=epochs_now, reason=reason, duration_s=duration, gpus=len(gpus),
+        params=config or previous.get("params") or {}, extra=extra, trainer_output=output, records=records)
+    result = record.to_json()
     if write_result:
         write_json(trial_dir / RESULT, result)
     return result
@@ -256,14 +203,6 @@ def prepare_trial_dir(trial_dir: Path) -> None:
         os.close(os.open(trial_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    except OSError:
-        return 0
-
-
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the controller dies (no orphans after a kill -9)."""
     if sys.platform.startswith("linux"):
@@ -280,9 +219,6 @@ def _die_with_parent() -> None:
 #: a file that holds it when it is too large for the environment
 JOB_ENV = "AUTOML_TRIAL_JOB"
 _ENV_LIMIT = 100_000  # Linux caps one environment string at 128 KiB
-#: a job written to its trial folder: what ``--once`` runs and what a resume reads back (the embedded
-#: backend writes it for stretches whose budget or population data the study does not hold)
-JOB_FILE = "job.json"
 
 
 def make_job(plugin: str, spec: Mapping[str, Any], trial_dir: Path, *, config: Mapping[str, Any],
@@ -299,7 +235,7 @@ def _job_run(job: dict, reporter: Any, published: str | None = None, *, standalo
     ``standalone``: no controller is there to write the files the job leaves to it (``--once``)."""
     objectives = [Monitor(o["metric"], o["mode"]) for o in job.get("objectives") or []]
     # Multi-GPU trials: Lightning's DDP launcher re-executes this module (``python -m
-    # automl.search.worker --serve``) once per extra rank, with LOCAL_RANK set and this environment.
+    # automl.trials.worker --serve``) once per extra rank, with LOCAL_RANK set and this environment.
     # Those processes find the job in JOB_ENV and run the same train call (see main()).
     published = published or json.dumps(job, default=str)
     if len(published) > _ENV_LIMIT:
@@ -388,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         result = _job_run(job, FileReporter(Path(job["trial_dir"])), standalone=True)
         print(json.dumps({"state": result["state"], "value": result["value"]}))
     else:
-        print("usage: python -m automl.search.worker --serve | --once JOB.json", file=sys.stderr)
+        print("usage: python -m automl.trials.worker --serve | --once JOB.json", file=sys.stderr)
         sys.exit(2)
 
 

@@ -18,18 +18,46 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from automl.backends.base import TrialRecord
+from automl.trials.records import TrialRecord, TrialState
 from automl.errors import AutomlError
 
+# the run folder's files (ARCHITECTURE.md); no other module spells them
 SEARCH_JSON = "search.json"
+BASE_SPEC = "base_spec.yaml"
+SPACE_JSON = "space.json"
+SUMMARY_CSV = "summary.csv"
+TRIALS = "trials"
+BEST = "best"
+REEVAL = "reeval"
+# a trial folder's files
+CONFIG = "config.json"
+SPEC = "spec.yaml"
+#: one JSON object per epoch, appended by the reporters of automl.reporting
+METRICS = "metrics.jsonl"
+RESULT = "result.json"
+#: an earlier stretch's result.json, kept while a paused or interrupted trial goes on
+PREVIOUS_RESULT = "result.prev.json"
+LOG = "train.log"
+#: the job a worker ran: what ``--once`` runs and what a resume reads back
+JOB_FILE = "job.json"
+CHECKPOINTS = "checkpoints"
 
 
 def trials_root(run_dir: Path) -> Path:
-    return Path(run_dir) / "trials"
+    return Path(run_dir) / TRIALS
 
 
 def trial_dir(run_dir: Path, number: int) -> Path:
     return trials_root(run_dir) / f"{number:04d}"
+
+
+def checkpoint(trial_dir: str | Path, name: str = "last") -> Path:
+    """A trial's ``checkpoints/<name>.ckpt`` (``last``: the latest epoch, ``best``: the best one)."""
+    return Path(trial_dir) / CHECKPOINTS / f"{name}.ckpt"
+
+
+def reeval_dir(run_dir: Path, number: int, seed_index: int) -> Path:
+    return Path(run_dir) / REEVAL / f"{number:04d}-seed{seed_index}"
 
 
 def write_json(path: Path, data: Any, indent: int | None = 2) -> Path:
@@ -87,7 +115,7 @@ def find_run(name_or_path: str, output: str | Path = "runs") -> Path:
 
 def read_trial(run_dir: Path, number: int) -> TrialRecord | None:
     """The trial's record from ``result.json`` (None if the trial never finished)."""
-    path = trial_dir(run_dir, number) / "result.json"
+    path = trial_dir(run_dir, number) / RESULT
     if not path.is_file():
         return None
     try:
@@ -108,15 +136,15 @@ def read_trials(run_dir: Path) -> list[TrialRecord]:
         number = int(folder.name)
         record = read_trial(run_dir, number)
         if record is None:
-            params = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
-            record = TrialRecord(number=number, state="running", params=params, trial_dir=str(folder),
+            params = read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
+            record = TrialRecord(number=number, state=TrialState.RUNNING, params=params, trial_dir=str(folder),
                                  epochs_done=len({m["epoch"] for m in read_metrics(folder)}))
         out.append(record)
     return out
 
 
 def write_summary_csv(run_dir: Path, records: list[TrialRecord]) -> Path:
-    path = Path(run_dir) / "summary.csv"
+    path = Path(run_dir) / SUMMARY_CSV
     names = sorted({k for r in records for k in r.params})
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
