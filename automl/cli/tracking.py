@@ -12,6 +12,7 @@ import typer
 from automl.cli import app
 from automl.errors import AutomlError
 from automl.tracking.store import ARTIFACTS_DIR, STATE_FILE, default_tracking_uri, is_remote, read_state
+from automl.trials import rundir
 
 
 def _find_run(name: str | None, output: Path) -> Path:
@@ -24,7 +25,7 @@ def _find_run(name: str | None, output: Path) -> Path:
                               f"name one: automl ui NAME --output DIR")
         return max(candidates, key=lambda p: (p / STATE_FILE).stat().st_mtime).resolve()
     for candidate in (Path(name), output / name):
-        if (candidate / STATE_FILE).is_file() or (candidate / "search.json").is_file():
+        if (candidate / STATE_FILE).is_file() or (candidate / rundir.SEARCH_JSON).is_file():
             return candidate.resolve()
     raise AutomlError(f"no run named '{name}' under {output} (looked for {output / name / STATE_FILE})")
 

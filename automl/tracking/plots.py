@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.reporting import clean_float, read_metrics
+from automl.trials import rundir
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,17 @@ class TrialRow:
 
 def collect_trials(run_dir: Path, monitor: str | None) -> list[TrialRow]:
     rows = []
-    root = Path(run_dir) / "trials"
+    root = rundir.trials_root(Path(run_dir))
     if not root.is_dir():
         return rows
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
         result: dict[str, Any] = {}
         params: dict[str, Any] = {}
         try:
-            if (folder / "result.json").is_file():
-                result = json.loads((folder / "result.json").read_text())
-            if (folder / "config.json").is_file():
-                params = json.loads((folder / "config.json").read_text())
+            if (folder / rundir.RESULT).is_file():
+                result = json.loads((folder / rundir.RESULT).read_text())
+            if (folder / rundir.CONFIG).is_file():
+                params = json.loads((folder / rundir.CONFIG).read_text())
         except json.JSONDecodeError:
             pass
         params = result.get("params") or params

@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 from typing import Any
+from automl.trials import rundir
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def module_from_plugin(model: str | None, run_dir: Path, best: dict[str, Any], b
         import yaml
 
         number = best.get("number", best.get("trial"))
-        spec_file = run_dir / "trials" / f"{int(number):04d}" / "spec.yaml"
+        spec_file = rundir.trial_dir(run_dir, int(number)) / rundir.SPEC
         spec = yaml.safe_load(spec_file.read_text()) if spec_file.is_file() else {}
         out = {"torch_module": load(spec, checkpoint)}
         example = getattr(plugin, "input_example", None)

@@ -21,6 +21,7 @@ from automl.tracking.mlflow.records import champion_scores, numbers, outcome_tag
 from automl.tracking.mlflow.writer import MlflowWriter
 from automl.tracking.spool import Delivery, DeliveryLock, Spool
 from automl.tracking.store import TrackingState
+from automl.trials import rundir
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,9 @@ class MlflowTracker(Tracker):
             self.state.save()
         self.submit("open", key=SEARCH, name=info.get("name") or self.run_dir.name,
                     tags=search_tags(info, self.run_dir))
-        self.artifact(SEARCH, info.get("base_spec") or self.run_dir / "base_spec.yaml", "search")
-        self.artifact(SEARCH, info.get("space") or self.run_dir / "space.json", "search")
-        self.artifact(SEARCH, self.run_dir / "search.json", "search")
+        self.artifact(SEARCH, info.get("base_spec") or self.run_dir / rundir.BASE_SPEC, "search")
+        self.artifact(SEARCH, info.get("space") or self.run_dir / rundir.SPACE_JSON, "search")
+        self.artifact(SEARCH, self.run_dir / rundir.SEARCH_JSON, "search")
         if info.get("resumed"):
             self.best.restore(self.run_dir, self.monitor)
 
@@ -156,10 +157,10 @@ class MlflowTracker(Tracker):
         if final:
             self.submit("metrics", key=key, step=0, metrics=final)
         self.submit("tags", key=key, tags=outcome_tags(state, result, trial_dir))
-        self.artifact(key, result.get("spec") or trial_dir / "spec.yaml", "spec")
-        self.artifact(key, trial_dir / "config.json", "spec")
-        self.artifact(key, trial_dir / "result.json")
-        log_file = trial_dir / "train.log"
+        self.artifact(key, result.get("spec") or trial_dir / rundir.SPEC, "spec")
+        self.artifact(key, trial_dir / rundir.CONFIG, "spec")
+        self.artifact(key, trial_dir / rundir.RESULT)
+        log_file = trial_dir / rundir.LOG
         if log_file.is_file() and log_file.stat().st_size < MAX_LOG_ARTIFACT_BYTES:
             self.artifact(key, log_file)
         self.submit("close", key=key, status=STATUS.get(state, "FAILED"))
