@@ -182,3 +182,22 @@ def test_one_algorithm_registry():
     with pytest.raises(AutomlError, match="needs --algorithm"):
         algorithms.check_objectives("asha", 2)
     assert set(algorithms.MULTI_OBJECTIVE) == {"tpe", "random", "qmc", "nsga2"}
+
+
+def test_resume_keeps_the_backend_and_address_the_search_recorded(tmp_path):
+    from types import SimpleNamespace
+
+    from automl.errors import AutomlError
+    from automl.search.controller import resumed_backend
+    from automl.trials import rundir
+
+    rundir.write_json(tmp_path / rundir.SEARCH_JSON, {"backend": "ray", "backend_options": {"address": "10.0.0.1:6379"}})
+    resumed = SimpleNamespace(resume=True, run_dir=tmp_path, name="s")
+    assert resumed_backend(resumed, None, None) == ("ray", {"address": "10.0.0.1:6379"})
+    assert resumed_backend(resumed, "ray", {"address": "auto"}) == ("ray", {"address": "auto"})
+    with pytest.raises(AutomlError, match="ran with --backend ray, not optuna"):
+        resumed_backend(resumed, "optuna", None)
+    fresh = SimpleNamespace(resume=False, run_dir=tmp_path, name="s")
+    assert resumed_backend(fresh, None, None) == ("optuna", {})
+    with pytest.raises(AutomlError, match="--address is an option of --backend ray"):
+        resumed_backend(fresh, None, {"address": "auto"})

@@ -159,7 +159,8 @@ def run(
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep losing trials' checkpoints."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: a store in the run folder)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Record the search in MLflow (default on)."),
-    backend: str = typer.Option("optuna", "--backend", help="optuna (embedded) or ray."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="optuna (embedded, the default) or ray; --resume "
+                                                                "keeps the search's own backend and --address."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
 ) -> None:
@@ -188,8 +189,6 @@ def run(
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
-    if address and backend != "ray":
-        raise AutomlError(f"--address is an option of --backend ray (not {backend})")
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)

@@ -272,7 +272,25 @@ def write_header(setup: SearchSetup) -> None:
         rundir.write_json(setup.space_path, setup.space.to_json())
 
 
-def run_search(setup: SearchSetup, *, backend: str = "optuna", backend_options: Mapping[str, Any] | None = None,
+def resumed_backend(setup: SearchSetup, backend: str | None,
+                    options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The backend and its options (Ray's ``address``): as given, else as the resumed search recorded
+    them, else the embedded Optuna backend. A search cannot change backend on resume: each keeps its
+    trials in its own storage (an Optuna study, a Tune experiment)."""
+    recorded: dict[str, Any] = {}
+    if setup.resume:
+        recorded = rundir.read_json_or(setup.run_dir / rundir.SEARCH_JSON, {}) or {}
+    was = recorded.get("backend")
+    if backend and was and backend != was:
+        raise AutomlError(f"--resume: search '{setup.name}' ran with --backend {was}, not {backend}")
+    options = {**(recorded.get("backend_options") or {}), **{k: v for k, v in (options or {}).items() if v}}
+    backend = backend or was or "optuna"
+    if options.get("address") and backend != "ray":
+        raise AutomlError(f"--address is an option of --backend ray (not {backend})")
+    return backend, options
+
+
+def run_search(setup: SearchSetup, *, backend: str | None = None, backend_options: Mapping[str, Any] | None = None,
                tracker: Any = None, progress: Progress | None = None,
                reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
                tracking_uri: str | None = None, tracking: bool = True) -> dict[str, Any]:
@@ -285,11 +303,12 @@ def run_search(setup: SearchSetup, *, backend: str = "optuna", backend_options: 
 
     started = time.time()
     progress = progress or Progress()
-    engine = get_backend(backend, **dict(backend_options or {}))
+    backend, options = resumed_backend(setup, backend, backend_options)
+    engine = get_backend(backend, **options)
     algorithms.check_backend(setup.algorithm, backend)
     write_header(setup)
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
-    header["backend"] = backend
+    header["backend"], header["backend_options"] = backend, options
     rundir.write_json(setup.run_dir / rundir.SEARCH_JSON, header)
     tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking)
     tracker.start_search(setup.run_dir, {
