@@ -106,10 +106,11 @@ class RayBackend(SearchBackend):
     def _address(self) -> str | None:
         return self.address or os.environ.get("AUTOML_RAY_ADDRESS")
 
-    def _connect(self, address: str | None):
-
+    def _connect(self, address: str | None) -> bool:
+        """Connect this process to Ray; True when it started (or joined) Ray itself and so must let go
+        of it when the search ends (a library caller's own ``ray.init`` is left alone)."""
         if ray.is_initialized():
-            return
+            return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # the run folder and the tracker are the record: no CSV/JSON/TensorBoard loggers, no console table
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -127,18 +128,16 @@ class RayBackend(SearchBackend):
             # else's `ray start`), which is what --address auto is for.
             ray.init(address="local", include_dashboard=False,
                      num_cpus=int(os.environ.get("AUTOML_RAY_NUM_CPUS", os.cpu_count() or 1)), **kwargs)
+        return True
 
     @staticmethod
     def _cluster_is_multi_host() -> bool:
-
         local = local_addresses()
         mine = ray.util.get_node_ip_address()
         return any(n["Alive"] and n["NodeManagerAddress"] not in local | {mine} for n in ray.nodes())
 
     # -- run ------------------------------------------------------------------------------------------
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
-
-
         check_algorithm(setup.algorithm)
         address = self._address()
         run_dir = Path(setup.run_dir).resolve()
@@ -147,7 +146,15 @@ class RayBackend(SearchBackend):
         (run_dir / STORAGE_DIR).mkdir(parents=True, exist_ok=True)
         numbers_path = run_dir / STORAGE_DIR / NUMBERS_FILE
 
-        self._connect(address)
+        started_ray = self._connect(address)
+        try:
+            return self._run_connected(setup, tracker, progress, run_dir, numbers_path, storage_path, exp_name)
+        finally:
+            if started_ray:  # a private Ray's processes end with the search, not with this Python process
+                ray.shutdown()
+
+    def _run_connected(self, setup: SearchSetup, tracker: Any, progress: Progress, run_dir: Path,
+                       numbers_path: Path, storage_path: str, exp_name: str) -> list[TrialRecord]:
         check_storage(run_dir, setup.storage, self._cluster_is_multi_host())
 
         numbers = {k: int(v) for k, v in rundir.read_json_or(numbers_path, {}).items()} if setup.resume else {}
