@@ -3,11 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: DejaVu fonts (the generated retrieval datasets render glyphs with them) and
-# Fashion-MNIST (a second real dataset). Both are optional at run time; the tests that need them say so.
+# Debian packages: DejaVu fonts (the generated retrieval datasets render glyphs with them),
+# Fashion-MNIST (a second real dataset) and Chromium (a slow test looks at the MLflow UI headless).
+# All are optional at run time; the tests that need them say so.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   need=()
-  for pkg in fonts-dejavu-core dataset-fashion-mnist; do
+  for pkg in fonts-dejavu-core dataset-fashion-mnist chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
