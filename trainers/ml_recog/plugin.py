@@ -188,16 +188,20 @@ class MLRecogPlugin(TrainerPlugin):
         return result
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """ONNX of ``export.checkpoint`` (TAO's key; when empty, the train run's best checkpoint found
+        from the results folders, as TAO derives it from the parent job)."""
+        from automl.training.checkpoints import checkpoint_or_trained
         from automl.training.onnx_export import export_with_parity
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "export")
         exp = spec.get("export") or {}
-        net, meta = load_network(exp.get("checkpoint"), "export.checkpoint")
+        checkpoint = checkpoint_or_trained(spec, "export", results_dir)
+        net, meta = load_network(checkpoint, "export.checkpoint")
         m = meta["model"]
         shape = (int(m["input_channels"]), int(m["input_height"]), int(m["input_width"]))
         return {**export_with_parity(net, exp, results_dir, shape), "output_dim": int(m["feat_dim"]),
-                "checkpoint": str(exp["checkpoint"])}
+                "checkpoint": checkpoint}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         from automl.training.tensorrt import build_engine_from_spec
