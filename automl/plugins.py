@@ -46,7 +46,7 @@ class TrainerPlugin(abc.ABC):
 
     Every action takes the resolved spec (a nested dict in the TAO layout) and a results directory,
     writes its outputs there, and returns a JSON-serialisable dict of results (also written to
-    ``<results_dir>/<action>.json`` by the caller).
+    ``<results_dir>/<action>.json`` by the caller, so no output of the action may use that name).
 
     ``train`` must:
       * call ``reporter.report(epoch, metrics, checkpoint)`` after each validation, where ``metrics``

@@ -141,6 +141,11 @@ class MLRecogPlugin(TrainerPlugin):
                 "num_self_matches_excluded": len(self_matches)}
 
     def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """The ``inference.topk`` nearest references of every input image (a reference that is the image's
+        own file is skipped), written to ``<results_dir>/inference_results.json``. For a
+        ``classification_folder`` input, ``top1_accuracy`` is the fraction of all input images whose
+        nearest reference has their folder's class (a score of the predictions, per image; evaluate's
+        retrieval metrics are defined in :mod:`trainers.ml_recog.metrics`)."""
         from automl.data.archives import resolve_dataset
         from automl.data.folders import ClassFolderDataset, ImageListDataset, list_images
         from trainers.ml_recog.data import eval_transform, val_sets
