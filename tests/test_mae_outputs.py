@@ -85,3 +85,14 @@ def test_knn_split_under_two_images_is_refused_before_training(finetuned, tmp_pa
                         {**plugin.data_keys(finetuned / "data"), **TINY, "dataset.val_data_sources": str(tmp_path / "val")})
     with pytest.raises(AutomlError, match="dataset.val_data_sources: 1 labelled image.*at least 2"):
         MaeDataModule(spec)
+
+
+def test_search_and_automl_off_data_follow_the_stage_too(finetuned, tmp_path):
+    from automl.search.controller import _base_spec, plain_training_spec
+
+    data = finetuned / "data"
+    spec, _, _ = plain_training_spec(model="mae", spec_file=None, overrides=["train.stage=finetune"], output=tmp_path,
+                                     name="off", data=str(data))
+    assert spec["dataset"]["train_data_sources"] == str(data / "labeled_train")
+    base, _, _ = _base_spec("mae", plugin, None, {"train.stage": "finetune"}, {}, str(data), tmp_path)
+    assert base["dataset"]["train_data_sources"] == str(data / "labeled_train") and base["model"]["num_classes"] == 3
