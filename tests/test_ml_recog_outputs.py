@@ -95,3 +95,19 @@ def test_tao_export_template_finds_the_train_runs_checkpoint(trained, capsys):
                            capsys)
     assert code == 2 and "export.checkpoint is not set and no train run's checkpoint was found" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_training_validation_knows_the_shared_files(trained):
+    from automl.spec import apply_config
+    from trainers.ml_recog.data import MLRecogDataModule
+
+    data = trained / "data"
+    folder = data / "known_classes" / "reference"
+    spec = apply_config(config.resolve({}, "train"), {**plugin.data_keys(data), "dataset.val_dataset.query": str(folder)})
+    datamodule = MLRecogDataModule(spec)
+    datamodule.setup("fit")
+    # every query is a reference file: each one pairs with itself, in loader order
+    assert datamodule.self_matches.tolist() == [[i, i] for i in range(len(datamodule.query_set))]
+    distinct = MLRecogDataModule(apply_config(config.resolve({}, "train"), plugin.data_keys(data)))
+    distinct.setup("fit")
+    assert len(distinct.self_matches) == 0
