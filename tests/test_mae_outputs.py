@@ -5,7 +5,6 @@ summary, and a labelled validation split too small for the k-NN accuracy is refu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from automl.cli import main
 from trainers.ml_recog import config, plugin
