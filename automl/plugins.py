@@ -46,7 +46,7 @@ class TrainerPlugin(abc.ABC):
 
     Every action takes the resolved spec (a nested dict in the TAO layout) and a results directory,
     writes its outputs there, and returns a JSON-serialisable dict of results (also written to
-    ``<results_dir>/<action>.json`` by the caller).
+    ``<results_dir>/<action>.json`` by the caller, so no output of the action may use that name).
 
     ``train`` must:
       * call ``reporter.report(epoch, metrics, checkpoint)`` after each validation, where ``metrics``
@@ -105,6 +105,11 @@ class TrainerPlugin(abc.ABC):
     def data_keys(self, data_dir: Path) -> dict[str, Any]:
         """The dotted spec keys for a folder made earlier by :meth:`make_dataset` (``--data DIR``)."""
         raise AutomlError(f"model '{self.name}' cannot read a generated dataset folder")
+
+    def data_keys_for(self, data_dir: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`data_keys` for the spec they go into (the user's overrides applied): a model whose
+        folder use depends on the spec (mae's ``train.stage``) overrides this one, not ``data_keys``."""
+        return self.data_keys(data_dir)
 
     #: bumped when a plugin's generated demo data changes, so a cached copy from before is made anew
     demo_data_version: ClassVar[str] = "2"

@@ -28,12 +28,13 @@ def load_spec(plugin: plugins.TrainerPlugin, action: str, spec_file: Path | None
     """The spec file (or the model's template for ``action``), then ``--data``, then ``key=value`` overrides."""
     path = spec_file or plugin.spec_template(action)
     spec = load_yaml(path)
+    given = parse_overrides(overrides or [])
     if data_dir is not None:
-        keys = plugin.data_keys(data_dir)
+        keys = plugin.data_keys_for(data_dir, apply_config(spec, given))  # e.g. mae's train.stage picks the folder
         if action in ("evaluate", "inference") and hasattr(plugin, "evaluation_keys"):
             keys = plugin.evaluation_keys(data_dir)  # evaluation runs on the classes never trained on
         spec = apply_config(spec, keys)
-    spec = apply_config(spec, parse_overrides(overrides or []))
+    spec = apply_config(spec, given)
     return spec, str(path)
 
 
@@ -52,6 +53,16 @@ def results_dir_for(spec: dict[str, Any], action: str, model: str, cli_value: Pa
         if value and str(value).strip():
             return Path(str(value))
     return Path("results") / model / action
+
+
+def check_output_file(action: str, spec: dict[str, Any], out_dir: Path) -> None:
+    """An action's own output file (TAO's ``<action>.output_file``) must not be the summary file
+    ``<results_dir>/<action>.json``: the summary, written last, would replace it."""
+    value = str(get_dotted(spec, f"{action}.output_file", "") or "").strip()
+    summary = out_dir / f"{action}.json"
+    if value and Path(value).resolve() == summary.resolve():
+        raise SpecError(f"{action}.output_file: {value} is where automl writes the {action} summary; "
+                        "choose another file name (or leave it empty for the default)")
 
 
 def start_tracking(model: str, spec: dict[str, Any], results_dir: Path):
@@ -110,6 +121,7 @@ def run_action(action: str, model: str, spec_file: Path | None, overrides: list[
     if action == "train":
         return train_plain(plugin, spec, source, out_dir, as_json=as_json)
     validate(plugin, spec, source)
+    check_output_file(action, spec, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = plugin.run_action(action, spec, out_dir)
     result = {"action": action, "model": model, "results_dir": str(out_dir), **result}

@@ -231,7 +231,7 @@ def _base_spec(model: str, plugin: Any, spec_file: str | None, user_overrides: d
         data_dir = Path(data).resolve()
         if not data_dir.is_dir():
             raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
-        base_spec = apply_config(base_spec, plugin.data_keys(data_dir))
+        base_spec = apply_config(base_spec, plugin.data_keys_for(data_dir, apply_config(base_spec, user_overrides)))
     elif not spec_file:
         data_dir = output / ".demo_data" / model
         base_spec = apply_config(base_spec, plugin.demo_data(data_dir))
@@ -350,7 +350,7 @@ def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[st
         _pop_tao_settings(user, {})
         spec = deep_merge(spec, user)
     if data:
-        spec = apply_config(spec, plugin.data_keys(Path(data)))
+        spec = apply_config(spec, plugin.data_keys_for(Path(data), apply_config(spec, parse_overrides(overrides))))
     elif not spec_file:
         spec = apply_config(spec, plugin.demo_data(output / ".demo_data" / model))
     spec = apply_config(spec, parse_overrides(overrides))

@@ -105,6 +105,25 @@ def load_automl_checkpoint(path: str | Path, key: str, trainer: str) -> tuple[di
     return dict(meta), dict(data["state_dict"])
 
 
+def checkpoint_or_trained(spec: Mapping[str, Any], action: str, results_dir: str | Path) -> str:
+    """``<action>.checkpoint``, or when it is empty the best checkpoint of the train run the spec's
+    results folders name (TAO fills ``<action>.checkpoint`` from the parent train job's results
+    folder; its export template leaves the key out). Looked for, in order: ``train.results_dir``, the
+    spec's ``results_dir``, its ``train/`` sub-folder (TAO's per-action layout), and ``results_dir``."""
+    value = str((spec.get(action) or {}).get("checkpoint") or "").strip()
+    if value and value != "???":
+        return value
+    root = str(spec.get("results_dir") or "").strip()
+    folders = [str((spec.get("train") or {}).get("results_dir") or "").strip(), root,
+               str(Path(root) / "train") if root else "", str(results_dir)]
+    candidates = [Path(f) / "checkpoints" / f"{BEST}.ckpt" for f in dict.fromkeys(folders) if f]
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise AutomlError(f"{action}.checkpoint is not set and no train run's checkpoint was found "
+                      f"({', '.join(str(p) for p in candidates)}); set {action}.checkpoint=<train results>/checkpoints/best.ckpt")
+
+
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under ``prefix`` (e.g. a LightningModule's ``net.``), with the prefix removed."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

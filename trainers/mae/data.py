@@ -32,6 +32,17 @@ def source_folder(value: Any, key: str) -> Path | None:
     return resolve_dataset(value, key) if value else None
 
 
+MIN_KNN_IMAGES = 2  # leave-one-out k-NN needs a neighbour for every image
+
+
+def require_knn_split(count: int, key: str) -> None:
+    """A labelled validation split too small for the k-NN accuracy is refused before any training (its
+    accuracy would be NaN, and become a search's objective)."""
+    if count < MIN_KNN_IMAGES:
+        raise AutomlError(f"{key}: {count} labelled image(s); the k-NN accuracy needs at least {MIN_KNN_IMAGES} "
+                          "(each image is classified by its nearest other images)")
+
+
 def has_class_folders(root: Path) -> bool:
     subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return bool(subdirs) and any(f.suffix.lower() in IMAGE_SUFFIXES for d in subdirs for f in d.iterdir())
@@ -134,6 +145,7 @@ class MaeDataModule(pl.LightningDataModule):
             self.train = ImagesDataset(list_images(train_root, "dataset.train_data_sources"), pretrain_transform(spec))
             if val_root is not None and has_class_folders(val_root):
                 self.val = labelled(val_root, eval_transform(spec), "dataset.val_data_sources")
+                require_knn_split(len(self.val), "dataset.val_data_sources")
                 self.classes = list(self.val.classes)
             elif val_root is not None:
                 self.val = ImagesDataset(list_images(val_root, "dataset.val_data_sources"), eval_transform(spec))

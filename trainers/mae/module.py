@@ -17,6 +17,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 
 from automl.errors import AutomlError
+from trainers.mae.data import require_knn_split
 from trainers.mae.model import build_mae, create_encoder, load_encoder_weights
 
 KNN_K = 20
@@ -45,10 +46,10 @@ def lr_factor(epoch: float, spec: Mapping[str, Any]) -> float:
 @torch.no_grad()
 def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = KNN_K) -> float:
     """Leave-one-out weighted k-NN (cosine similarity, exp(sim / 0.07) votes; Wu et al. 2018, as in
-    DINO's evaluation) top-1 accuracy."""
+    DINO's evaluation) top-1 accuracy. The data check refuses splits this cannot score
+    (:func:`trainers.mae.data.require_knn_split`)."""
     n = features.shape[0]
-    if n < 2:
-        return float("nan")
+    require_knn_split(n, "k-NN validation set")
     feats = F.normalize(features.float(), dim=1)
     sim = feats @ feats.T
     sim.fill_diagonal_(-float("inf"))

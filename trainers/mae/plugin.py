@@ -13,9 +13,11 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
 from automl.reporting import FileReporter, Reporter
 from automl.spec import apply_config
-from automl.training.checkpoints import load_automl_checkpoint, strip_prefix
+from automl.training.checkpoints import checkpoint_or_trained, load_automl_checkpoint, strip_prefix
 from trainers import SEARCH_SPACES
 from trainers.mae import synth
+
+PREDICTIONS_FILE = "inference_results.json"  # inference's per-image classes and top-5 scores
 
 
 def _device() -> torch.device:
@@ -73,6 +75,19 @@ class MaeTrainer(TrainerPlugin):
             keys["model.num_classes"] = int(info["classes"])
         return keys
 
+    def data_keys_for(self, data_dir: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """``train.stage: finetune`` trains on the labelled split (``labeled_train/``, one sub-folder per
+        class), pretraining on the unlabelled ``images_train/``."""
+        keys = self.data_keys(data_dir)
+        if str((spec.get("train") or {}).get("stage") or "pretrain") != "finetune":
+            return keys
+        labelled = Path(data_dir) / "labeled_train"
+        if not labelled.is_dir():
+            raise AutomlError(f"{data_dir}: no labeled_train/ (class sub-folders) for train.stage=finetune; "
+                              "make the folder with `automl data make --task mae`")
+        classes = [p for p in labelled.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return {**keys, "dataset.train_data_sources": str(labelled), "model.num_classes": len(classes)}
+
     @staticmethod
     def finetune_keys(data_dir: Path) -> dict[str, Any]:
         info = json.loads((Path(data_dir) / "dataset.json").read_text())
@@ -121,7 +136,8 @@ class MaeTrainer(TrainerPlugin):
         import lightning.pytorch as pl
 
         from automl.data.folders import list_images
-        from trainers.mae.data import ImagesDataset, eval_transform, has_class_folders, labelled, source_folder
+        from trainers.mae.data import (ImagesDataset, eval_transform, has_class_folders, labelled, require_knn_split,
+                                       source_folder)
         from trainers.mae.module import FinetuneModule, PretrainModule
 
         section = spec.get("evaluate") or {}
@@ -141,6 +157,7 @@ class MaeTrainer(TrainerPlugin):
             module = FinetuneModule(train_spec, int(meta["num_classes"]), names)
         elif has_class_folders(root):
             data = labelled(root, transform, "dataset.val_data_sources")
+            require_knn_split(len(data), "dataset.val_data_sources")
             module = PretrainModule(train_spec, list(data.classes))
         else:
             data = ImagesDataset(list_images(root, "dataset.val_data_sources"), transform)
@@ -180,8 +197,8 @@ class MaeTrainer(TrainerPlugin):
                 for i, scores, classes in zip(index.tolist(), top.values.tolist(), top.indices.tolist()):
                     rows.append({"image": str(paths[i]), "class": names[classes[0]], "score": scores[0],
                                  "top5": [{"class": names[c], "score": s} for c, s in zip(classes, scores)]})
-        results_dir = Path(section.get("results_dir") or results_dir)
-        out = results_dir / "inference.json"
+        # not <action>.json: that file holds the CLI's summary of the run
+        out = Path(section.get("results_dir") or results_dir) / PREDICTIONS_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"classes": names, "results": rows}, indent=1))
         return {"output_file": str(out), "images": len(rows)}
@@ -192,7 +209,7 @@ class MaeTrainer(TrainerPlugin):
         from trainers.mae.data import input_size
 
         section = spec.get("export") or {}
-        meta, state = load_automl_checkpoint(section.get("checkpoint", ""), "export.checkpoint", "mae")
+        meta, state = load_automl_checkpoint(checkpoint_or_trained(spec, "export", results_dir), "export.checkpoint", "mae")
         model = build_from_checkpoint(meta, state)
         size = input_size(meta["spec"])
         asked = (int(section.get("input_height", size) or size), int(section.get("input_width", size) or size))

@@ -18,6 +18,7 @@ from automl.data.folders import ClassFolderDataset, list_class_folder
 from automl.errors import AutomlError
 from automl.training.devices import cpu_count
 from automl.training.sampler import PKBatchSampler
+from trainers.ml_recog.metrics import self_match_pairs
 
 CACHE_LIMIT = 20000  # decode once and keep in memory below this many images
 
@@ -96,6 +97,7 @@ class MLRecogDataModule(pl.LightningDataModule):
         self.workers = num_workers(spec)
         self.train_sampler: PKBatchSampler | None = None
         self.train_set = self.reference_set = self.query_set = None
+        self.self_matches: torch.Tensor | None = None  # (query, reference) pairs that are one file
 
     def check(self) -> tuple[Path, Path, Path]:
         """Resolve (and extract) the dataset folders; raises a one-line error before any training starts."""
@@ -119,6 +121,7 @@ class MLRecogDataModule(pl.LightningDataModule):
                                                 class_to_label=mapping, cache=cache)
         self.query_set = ClassFolderDataset(query_root, eval_transform(spec), key="dataset.val_dataset.query",
                                             class_to_label=mapping, cache=cache)
+        self.self_matches = self_match_pairs(self.query_set.paths, self.reference_set.paths)
         bs, k = int(spec["train"]["batch_size"]), int(spec["dataset"]["num_instance"])
         if k > 0 and bs // k < 2:
             logging.getLogger("automl.trainers.ml_recog").warning(

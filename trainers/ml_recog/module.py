@@ -91,8 +91,9 @@ class MLRecogModule(pl.LightningModule):
         ref, query = self._val[0], self._val[1]
         if not ref[0] or not query[0]:
             return
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
         metrics = retrieval_metrics(torch.cat(query[0]), torch.cat(query[1]), torch.cat(ref[0]), torch.cat(ref[1]),
-                                    per_class=self.per_class)
+                                    per_class=self.per_class, self_matches=getattr(datamodule, "self_matches", None))
         self.last_metrics = metrics
         for key, value in metrics.items():
             # Every rank embeds the full sets (see automl.training.runner): values agree, no sync needed.

@@ -113,10 +113,12 @@ class MLRecogPlugin(TrainerPlugin):
         return {"checkpoint": str(spec["evaluate"]["checkpoint"]), **result}
 
     def evaluate_network(self, net, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Retrieval metrics of ``net`` on ``dataset.val_dataset`` (reference + query), as evaluate reports them."""
+        """Retrieval metrics of ``net`` on ``dataset.val_dataset`` (reference + query), as evaluate reports
+        them (definitions: :mod:`trainers.ml_recog.metrics`). ``top{k}_accuracy`` (``evaluate.topk``) is
+        averaged like the other metrics; ``top1_accuracy`` equals Precision at Rank 1."""
         from automl.data.folders import ClassFolderDataset
         from trainers.ml_recog.data import eval_transform, shared_classes, val_sets
-        from trainers.ml_recog.metrics import retrieval_metrics, topk_matches
+        from trainers.ml_recog.metrics import retrieval_metrics, self_match_pairs
 
         spec = config.resolve(spec, "evaluate") if "train" not in spec else spec
         net = net.eval()
@@ -129,18 +131,25 @@ class MLRecogPlugin(TrainerPlugin):
         ref_emb, ref_labels = self._embed(net, ref, spec, bs)
         q_emb, q_labels = self._embed(net, query, spec, bs)
         per_class = bool(spec["evaluate"].get("report_accuracy_per_class", True))
-        metrics = retrieval_metrics(q_emb, q_labels, ref_emb, ref_labels, per_class=per_class, prefix_names=False)
         topk = max(1, int(spec["evaluate"].get("topk") or 1))
-        _, idx = topk_matches(q_emb, ref_emb, topk)
-        hit = (ref_labels[idx] == q_labels[:, None]).any(dim=1).float().mean().item()
+        self_matches = self_match_pairs(query.paths, ref.paths)
+        metrics = retrieval_metrics(q_emb, q_labels, ref_emb, ref_labels, per_class=per_class, prefix_names=False,
+                                    self_matches=self_matches, topk=topk)
+        hit = metrics.pop(f"top{topk}_accuracy")
         return {"metrics": metrics, f"top{topk}_accuracy": hit, "num_reference": len(ref), "num_query": len(query),
-                "num_classes": len(mapping), "per_class_average": per_class}
+                "num_classes": len(mapping), "per_class_average": per_class,
+                "num_self_matches_excluded": len(self_matches)}
 
     def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """The ``inference.topk`` nearest references of every input image (a reference that is the image's
+        own file is skipped), written to ``<results_dir>/inference_results.json``. For a
+        ``classification_folder`` input, ``top1_accuracy`` is the fraction of all input images whose
+        nearest reference has their folder's class (a score of the predictions, per image; evaluate's
+        retrieval metrics are defined in :mod:`trainers.ml_recog.metrics`)."""
         from automl.data.archives import resolve_dataset
         from automl.data.folders import ClassFolderDataset, ImageListDataset, list_images
         from trainers.ml_recog.data import eval_transform, val_sets
-        from trainers.ml_recog.metrics import topk_matches
+        from trainers.ml_recog.metrics import self_match_pairs, topk_matches
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "inference")
@@ -160,17 +169,18 @@ class MLRecogPlugin(TrainerPlugin):
         paths = list_images(root, "inference.input_path")
         q_emb, order = self._embed(net, ImageListDataset(paths, tf), spec, max(bs, 1))
         topk = max(1, int(inf.get("topk") or 1))
-        dist, idx = topk_matches(q_emb, ref_emb, topk)
+        # embeddings come back in dataset order (`order`), so self matches are found on the ordered paths
+        ordered = [paths[i] for i in order.tolist()]
+        dist, idx = topk_matches(q_emb, ref_emb, topk, self_match_pairs(ordered, ref.paths))
         predictions = []
         correct = 0
-        for row, image_index in enumerate(order.tolist()):
-            path = paths[image_index]
+        for row, path in enumerate(ordered):
             matches = [{"class": ref.class_names[j], "reference": str(ref.paths[j]), "distance": round(float(d), 6)}
-                       for d, j in zip(dist[row].tolist(), idx[row].tolist())]
+                       for d, j in zip(dist[row].tolist(), idx[row].tolist()) if d != float("inf")]
             record = {"image": str(path), "matches": matches}
             if kind == "classification_folder":
                 record["true_class"] = path.parent.name
-                correct += int(matches[0]["class"] == path.parent.name)
+                correct += int(bool(matches) and matches[0]["class"] == path.parent.name)
             predictions.append(record)
         results_dir = Path(results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -183,16 +193,20 @@ class MLRecogPlugin(TrainerPlugin):
         return result
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        """ONNX of ``export.checkpoint`` (TAO's key; when empty, the train run's best checkpoint found
+        from the results folders, as TAO derives it from the parent job)."""
+        from automl.training.checkpoints import checkpoint_or_trained
         from automl.training.onnx_export import export_with_parity
         from trainers.ml_recog.model import load_network
 
         spec = config.resolve(spec, "export")
         exp = spec.get("export") or {}
-        net, meta = load_network(exp.get("checkpoint"), "export.checkpoint")
+        checkpoint = checkpoint_or_trained(spec, "export", results_dir)
+        net, meta = load_network(checkpoint, "export.checkpoint")
         m = meta["model"]
         shape = (int(m["input_channels"]), int(m["input_height"]), int(m["input_width"]))
         return {**export_with_parity(net, exp, results_dir, shape), "output_dim": int(m["feat_dim"]),
-                "checkpoint": str(exp["checkpoint"])}
+                "checkpoint": checkpoint}
 
     def gen_trt_engine(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         from automl.training.tensorrt import build_engine_from_spec

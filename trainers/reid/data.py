@@ -14,6 +14,7 @@ from torchvision import transforms as T
 from automl.errors import AutomlError
 from automl.training.sampler import PKBatchSampler
 from trainers.reid.market1501 import ReidImage, load_train_set, scan_folder
+from trainers.reid.metrics import require_scorable
 
 # Decoded images are kept in memory below this many images: on small generated sets JPEG decoding
 # otherwise dominates a tiny model's step.
@@ -92,6 +93,9 @@ class ReidDataModule(pl.LightningDataModule):
         self.train_set = load_train_set(ds.get("train_dataset_dir", ""), ds.get("num_classes"))
         self.query = scan_folder(ds.get("query_dataset_dir", ""), "dataset.query_dataset_dir")
         self.gallery = scan_folder(ds.get("test_dataset_dir", ""), "dataset.test_dataset_dir")
+        # before training: validation would otherwise fail (or score nothing) after the first epoch
+        require_scorable([i.pid for i in self.query], [i.pid for i in self.gallery], [i.camid for i in self.query],
+                         [i.camid for i in self.gallery], "dataset.query_dataset_dir", "dataset.test_dataset_dir")
         self.batch_size = int(ds.get("batch_size", 64))
         self.val_batch_size = int(ds.get("val_batch_size", 128))
         self.num_instances = int(ds.get("num_instances", 4))

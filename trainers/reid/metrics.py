@@ -5,7 +5,8 @@ Protocol, per query:
     same camera is too easy a match);
   * junk gallery images (person id -1) are removed; distractors (0000) stay as negatives;
   * a query whose id is junk or distractor, or that has no true match left, is skipped (it cannot be
-    scored) and counted in ``num_skipped``.
+    scored) and counted in ``num_skipped``; when no query at all can be scored the metrics do not
+    exist and :func:`require_scorable` raises (as torchreid does) rather than report 0.0.
 CMC rank-k is the fraction of scored queries with a true match in the first k; AP is the mean of the
 precision at each true match's rank.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from automl.errors import AutomlError
 from trainers.reid.market1501 import DISTRACTOR_PID, JUNK_PID
 
 
@@ -27,6 +29,24 @@ def pairwise_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     g = np.asarray(gallery, dtype=np.float64)
     dist = (q * q).sum(1, keepdims=True) + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
     return np.maximum(dist, 0.0)
+
+
+def scorable_queries(q_pids, g_pids, q_camids, g_camids) -> np.ndarray:
+    """Which queries the protocol can score: a real person id with a gallery image of that id taken by
+    another camera. Depends on names only, so it is checked before any embedding is computed."""
+    cameras: dict[int, set[int]] = {}
+    for pid, cam in zip(np.asarray(g_pids).tolist(), np.asarray(g_camids).tolist()):
+        cameras.setdefault(int(pid), set()).add(int(cam))
+    return np.array([pid not in (JUNK_PID, DISTRACTOR_PID) and bool(cameras.get(pid, set()) - {cam})
+                     for pid, cam in zip(np.asarray(q_pids).tolist(), np.asarray(q_camids).tolist())], dtype=bool)
+
+
+def require_scorable(q_pids, g_pids, q_camids, g_camids, query_key: str = "query", gallery_key: str = "gallery") -> None:
+    """One-line error when no query can be scored (every metric would be undefined, not 0.0)."""
+    if not scorable_queries(q_pids, g_pids, q_camids, g_camids).any():
+        raise AutomlError(f"no query can be scored: none of the {len(q_pids)} images in {query_key} has an image of "
+                          f"the same person id from another camera in {gallery_key} (junk -1 and distractor 0000 "
+                          "queries never count); Market-1501 metrics need query identities in the gallery")
 
 
 def evaluate_ranking(
@@ -41,6 +61,7 @@ def evaluate_ranking(
     distmat = np.asarray(distmat, dtype=np.float64)
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+    require_scorable(q_pids, g_pids, q_camids, g_camids)
     num_q, num_g = distmat.shape
     # stable sort: ties keep gallery order, so results do not depend on the platform's sort
     order = np.argsort(distmat, axis=1, kind="stable")
@@ -66,10 +87,9 @@ def evaluate_ranking(
         aps.append(float(precisions.mean()))
         scored.append(i)
     n = len(aps)
-    cmc_curve = cmc_sum / n if n else np.zeros(max_rank)
     return {
-        "cmc": cmc_curve,
-        "mAP": float(np.mean(aps)) if n else 0.0,
+        "cmc": cmc_sum / n,
+        "mAP": float(np.mean(aps)),
         "num_scored": n,
         "num_skipped": skipped,
         "ap_per_query": dict(zip(scored, aps)),
@@ -87,7 +107,10 @@ def re_ranking(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, 
                lambda_value: float = 0.3) -> np.ndarray:
     """k-reciprocal re-ranking (Zhong et al., CVPR 2017), returning a new query x gallery distance.
 
-    Inputs are squared-Euclidean (or any) distances. The final distance blends the original distance
+    Inputs are *squared* Euclidean distances (:func:`pairwise_distances`). The reference code (the
+    authors' published ``re_ranking``) squares the distances it is given first; this version takes them
+    squared already, so it equals the reference given Euclidean distances (the tests check that).
+    Plain Euclidean inputs here would rank differently. The final distance blends the original distance
     with the Jaccard distance between k-reciprocal neighbour sets expanded by their own
     ``k1/2``-reciprocal neighbours and smoothed over the ``k2`` nearest (local query expansion).
     No library ships this (pytorch-metric-learning does not), hence our own compact version.
@@ -134,7 +157,8 @@ def re_ranking(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, 
 
 def retrieval_metrics(q_feat: torch.Tensor, g_feat: torch.Tensor, q_pids, g_pids, q_cams, g_cams,
                       spec: Mapping[str, Any]) -> tuple[dict, np.ndarray]:
-    """Market-1501 metrics on L2-normalised embeddings, with optional k-reciprocal re-ranking."""
+    """Market-1501 metrics on L2-normalised embeddings (squared Euclidean distances), with optional
+    k-reciprocal re-ranking of those distances."""
     q = torch.nn.functional.normalize(q_feat.float(), dim=1).cpu().numpy()
     g = torch.nn.functional.normalize(g_feat.float(), dim=1).cpu().numpy()
     rr = spec.get("re_ranking", {}) or {}

@@ -17,9 +17,11 @@ from trainers import SEARCH_SPACES
 from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
 from trainers.reid.market1501 import scan_folder
-from trainers.reid.metrics import retrieval_metrics, summary
+from trainers.reid.metrics import require_scorable, retrieval_metrics, summary
 from trainers.reid.model import flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
+
+PREDICTIONS_FILE = "inference_results.json"  # inference's ranked matches, unless inference.output_file says
 
 
 def _device() -> torch.device:
@@ -112,6 +114,9 @@ class ReidTrainer(TrainerPlugin):
                             f"{action}.query_dataset", strict=strict)
         gallery = scan_folder(_section_value(spec, action, "test_dataset", "test_dataset_dir"),
                               f"{action}.test_dataset", strict=strict)
+        if strict:  # evaluate: refuse data that cannot be scored before embedding anything
+            require_scorable([i.pid for i in query], [i.pid for i in gallery], [i.camid for i in query],
+                             [i.camid for i in gallery], f"{action}.query_dataset", f"{action}.test_dataset")
         size = int(section.get("batch_size", -1) or -1)
         batch = size if size > 0 else int(train_spec.get("dataset", {}).get("val_batch_size", 128))
         return train_spec, query, gallery, embed(net, query, train_spec, batch), embed(net, gallery, train_spec, batch)
@@ -146,7 +151,8 @@ class ReidTrainer(TrainerPlugin):
                 "cmc_curve_plot": str(cmc_path), "sampled_matches_plot": str(matches_path)}
 
     def inference(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        """Ranked gallery matches per query (JSON). No identity filtering: names need not be Market-1501."""
+        """Ranked gallery matches per query, as JSON in ``inference.output_file`` (default
+        ``<results_dir>/inference_results.json``). No identity filtering: names need not be Market-1501."""
         results_dir = Path(results_dir)
         section = spec.get("inference") or {}
         _, query, gallery, q_feat, g_feat = self._embedded(spec, "inference", strict=False)
@@ -158,16 +164,18 @@ class ReidTrainer(TrainerPlugin):
             order = np.argsort(dist[i], kind="stable")[:top_k]
             rows.append({"query": str(item.path), "matches": [
                 {"rank": r + 1, "image": str(gallery[j].path), "distance": float(dist[i, j])} for r, j in enumerate(order)]})
-        out = Path(section.get("output_file") or results_dir / "inference.json")
+        # TAO's inference.output_file; the default is not <action>.json, which holds the CLI's summary
+        out = Path(str(section.get("output_file") or "").strip() or results_dir / PREDICTIONS_FILE)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"top_k": top_k, "results": rows}, indent=1))
         return {"output_file": str(out), "num_query": len(query), "num_gallery": len(gallery), "top_k": top_k}
 
     def export(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+        from automl.training.checkpoints import checkpoint_or_trained
         from automl.training.onnx_export import export_with_parity
 
         section = spec.get("export") or {}
-        net, train_spec = load_trained(section.get("checkpoint", ""), "export.checkpoint")
+        net, train_spec = load_trained(checkpoint_or_trained(spec, "export", results_dir), "export.checkpoint")
         h, w = input_hw(train_spec)  # the trained input size, whatever the export section says
         return {**export_with_parity(net, section, results_dir, (3, h, w)), "embedding_dim": int(net.feat_dim)}
 
