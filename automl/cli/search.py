@@ -166,6 +166,8 @@ def run(
                                                                 "keeps the search's own backend and --address."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the command (spec, overrides, settings, storage, "
+                                                          "backend) and say what would run; make no run folder."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
     from automl.search.controller import plain_training_spec, prepare_backend, resolve_setup, run_search
@@ -196,8 +198,12 @@ def run(
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
     backend_options = {"address": address} if address else None
     prepare_backend(setup, backend, backend_options)  # refusals before the folder exists (run_search checks again)
-    console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
+    console.print(f"{'dry run (nothing written): ' if dry_run else ''}search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
+    if dry_run:
+        if as_json:
+            print(json.dumps({"dry_run": True, **setup.to_json()}, default=str))
+        return
     progress = LiveProgress(console)
     summary = run_search(setup, backend=backend, backend_options=backend_options,
                          progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,

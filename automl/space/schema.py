@@ -165,6 +165,8 @@ class Schema:
                     self._walk({key: child}, prefix)
                     continue
                 raise self.error(name, f"a parameter must be a JSON object, got {type(child).__name__}")
+            if child.get("properties") is not None and not isinstance(child["properties"], Mapping):
+                raise self.error(name, f"'properties' must be an object, got {type(child['properties']).__name__}")
             if isinstance(child.get("properties"), Mapping):
                 self.collections[name] = dict(child)
                 self._walk(child, name)
