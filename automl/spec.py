@@ -53,7 +53,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line: YAML's own spans several
+        raise SpecError(f"{path}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a mapping of keys, got {type(data).__name__}")
     return data
