@@ -170,24 +170,13 @@ def run(
                                                           "backend) and say what would run; make no run folder."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
-    from automl.search.controller import plain_training_spec, prepare_backend, resolve_setup, run_search
+    from automl.search.controller import prepare_backend, resolve_setup, run_search
 
     console = Console(stderr=True)
     command = "automl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     reeval_k = _reeval_top(reeval_top)
     if automl.lower() in ("off", "false", "no", "0"):
-        from automl.cli.actions import train_plain
-        from automl.plugins import get_trainer
-        from automl.spec import parse_overrides
-        from automl.training.devices import is_launched_worker
-
-        spec_dict, source, results = plain_training_spec(model=model, spec_file=spec, overrides=list(overrides or []),
-                                                         output=output, name=name, data=data)
-        out = train_plain(get_trainer(model), spec_dict, source, results, as_json=as_json,
-                          overrides=parse_overrides(list(overrides or [])))
-        if not as_json and not is_launched_worker():
-            print(f"trained: {out['results_dir']}")
-        return
+        return _train_plainly(model, spec, list(overrides or []), output, name, data, as_json)
     if automl.lower() not in ("on", "true", "yes", "1"):
         raise AutomlError(f"--automl '{automl}': allowed: on, off")
     setup = resolve_setup(model=model, budget=budget, spec_file=spec, overrides=list(overrides or []),
@@ -213,6 +202,23 @@ def run(
         print(json.dumps(summary, default=str))
     if summary.get("exit_code"):
         sys.exit(summary["exit_code"])  # the reason is in the summary printed above and in --json
+
+
+def _train_plainly(model: str, spec: str | None, overrides: list[str], output: str, name: str | None,
+                   data: str | None, as_json: bool) -> None:
+    """``--automl off``: plain training, checked and trained as ``automl train`` does."""
+    from automl.cli.actions import train_plain
+    from automl.plugins import get_trainer
+    from automl.search.controller import plain_training_spec
+    from automl.spec import parse_overrides
+    from automl.training.devices import is_launched_worker
+
+    spec_dict, source, results = plain_training_spec(model=model, spec_file=spec, overrides=overrides,
+                                                     output=output, name=name, data=data)
+    out = train_plain(get_trainer(model), spec_dict, source, results, as_json=as_json,
+                      overrides=parse_overrides(overrides))
+    if not as_json and not is_launched_worker():
+        print(f"trained: {out['results_dir']}")
 
 
 def _reeval_top(text: str) -> int | str:
