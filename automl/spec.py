@@ -87,7 +87,7 @@ def parse_value(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML's scalar rules (``1e-3``, ``[1,2]``, ``true``)."""
     try:
         return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML (or absurdly nested): the text itself
         return text
 
 
