@@ -118,10 +118,10 @@ def test_run_dry_run_fuzz(spec, overrides, setting, algorithm, numbers, name, st
         leftovers = [p for p in runs.iterdir() if p.name != ".demo_data"] if runs.exists() else []
         check(code, stdout, stderr, leftovers + [p for p in (tmp_path / "x", tmp_path / "a") if p.exists()])
         if code == 0:
-            assert json_free_of_run_folder(runs)
+            assert no_run_folder(runs)
 
 
-def json_free_of_run_folder(runs: Path) -> bool:
+def no_run_folder(runs: Path) -> bool:
     """A dry run made no run folder (the demo data cache may exist)."""
     return not runs.exists() or all(p.name == ".demo_data" for p in runs.iterdir())
 
