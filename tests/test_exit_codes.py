@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from collections import OrderedDict
 
 from _search_helpers import automl_cli
@@ -50,3 +54,21 @@ def test_a_tampered_checkpoint_at_promotion_exits_3_in_one_line_per_step(tmp_pat
     for step in ("evaluate", "export"):
         assert summary["promotion"][step]["status"] == "failed"
         assert "is not a weights-only checkpoint" in summary["promotion"][step]["reason"]
+
+
+def test_ctrl_c_exits_130_and_the_search_can_be_resumed(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "automl", *RUN[:-1], "--budget", "1", "--name", "i", "--no-promote",
+                             "train.num_epochs=3", "toy.sleep_s=1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started = tmp_path / "runs" / "i" / "trials" / "0000" / "metrics.jsonl"
+    try:
+        while not started.exists() and proc.poll() is None:  # the first epoch is reported: the search runs
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
+    resumed = automl_cli(*RUN[:-1], "--name", "i", "--no-promote", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and _summary(resumed)["exit_code"] == 0, resumed.stderr[-2000:]

@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # non-standalone typer turns Ctrl-C (and typer.Exit) into a returned status instead of exiting
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int) and not isinstance(status, bool) and status:
+            if status == EXIT_INTERRUPTED:
+                print("interrupted", file=sys.stderr)
+            sys.exit(status)
     except AutomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
