@@ -11,6 +11,19 @@ import difflib
 from collections.abc import Iterable
 
 
+#: exit statuses of the ``automl`` command (README, "Running searches"); one place, so that the CLI and
+#: the search summary's ``exit_code`` agree
+EXIT_OK = 0
+#: a search in which no trial produced a value, or that ``--max-failures`` stopped; an unexpected error
+EXIT_SEARCH_FAILED = 1
+#: bad input (spec, override, option, schema): one line on stderr, nothing written
+EXIT_BAD_INPUT = 2
+#: the search found a winner but evaluating or exporting it failed
+EXIT_PROMOTION_FAILED = 3
+#: Ctrl-C / SIGINT (128 + 2, the shell's convention)
+EXIT_INTERRUPTED = 130
+
+
 class AutomlError(Exception):
     """An error caused by the user's input, reported as a single line."""
 

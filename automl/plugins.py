@@ -93,6 +93,14 @@ class TrainerPlugin(abc.ABC):
                               f"{'; available: ' + ', '.join(have) if have else ''}")
         return path
 
+    def check_spec(self, spec: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> None:
+        """``spec`` against this model's train schema, as ``automl train`` and ``automl run`` check it
+        before anything is written: the first problem is one :class:`~automl.errors.SpecError` line
+        naming ``source`` (or ``override`` for a bad ``key=value`` among ``overrides``)."""
+        from automl.space import check_spec, load_schema
+
+        check_spec(spec, load_schema(self.schema_path()), source, overrides)
+
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
         """Generate a dataset in this model's TAO layout under ``out_dir`` (``automl data make``).
 

@@ -16,16 +16,45 @@ import yaml
 from automl.errors import SpecError
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader that refuses a key given twice in one mapping: PyYAML keeps the last one
+    silently, so a spec with ``lr`` twice would train with a value the user may not have meant."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: the constructor below names it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A spec file as a mapping; a missing file, invalid YAML, a duplicate key or a non-mapping is one
+    :class:`SpecError` line naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a safe loader)
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to be a spec") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line: YAML's own spans several
+        raise SpecError(f"{path}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a mapping of keys, got {type(data).__name__}")
     return data
@@ -58,7 +87,7 @@ def parse_value(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML's scalar rules (``1e-3``, ``[1,2]``, ``true``)."""
     try:
         return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML (or absurdly nested): the text itself
         return text
 
 

@@ -59,6 +59,11 @@ class SearchBackend(abc.ABC):
     #: time budget), None when it ran to the end
     stop_reason: str | None = None
 
+    def check(self, setup: SearchSetup) -> None:
+        """Raise :class:`automl.errors.AutomlError` (one line) for anything about ``setup`` this
+        backend would refuse (its storage, its cluster). The controller calls it before the run folder
+        exists, so a refused command leaves nothing behind and can be corrected under the same name."""
+
     @abc.abstractmethod
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         """Run the search; return every trial of the run folder (resumed ones included), by number."""

@@ -43,30 +43,38 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from automl.errors import AutomlError
+    from automl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_SEARCH_FAILED, AutomlError
 
     # before torch loads OpenMP: waiting threads sleep instead of spinning (see automl.trials.slots.slot_env)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # non-standalone typer turns Ctrl-C (and typer.Exit) into a returned status instead of exiting
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int) and not isinstance(status, bool) and status:
+            if status == EXIT_INTERRUPTED:
+                print("interrupted", file=sys.stderr)
+            sys.exit(status)
     except AutomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        # typer (0.29) raises the exceptions of its own copy of click, not click's
+        if isinstance(exc, click.exceptions.ClickException) or (isinstance(exc, typer.TyperException)
+                                                                 and hasattr(exc, "format_message")):
+            # one line, like every other refusal ("Invalid value for '--budget': 'x' is not a valid integer.")
+            print(f"error: {exc.format_message()}", file=sys.stderr)
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
+            sys.exit(EXIT_INTERRUPTED)
         if os.environ.get("AUTOML_DEBUG"):
             raise
         print(f"error: {type(exc).__name__}: {exc} (set AUTOML_DEBUG=1 for the traceback)", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_SEARCH_FAILED)

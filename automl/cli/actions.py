@@ -18,7 +18,6 @@ import typer
 
 from automl import plugins
 from automl.cli import app
-from automl.errors import SpecError
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
 from automl.training.devices import is_launched_worker
 
@@ -38,14 +37,15 @@ def load_spec(plugin: plugins.TrainerPlugin, action: str, spec_file: Path | None
     return spec, str(path)
 
 
-def validate(plugin: plugins.TrainerPlugin, spec: dict[str, Any], source: str) -> None:
-    """Check ``spec`` against the model's train schema; the first problem becomes one error line."""
-    from automl.space import load_schema, validate_spec
+def validate(plugin: plugins.TrainerPlugin, spec: dict[str, Any], source: str,
+             overrides: dict[str, Any] | None = None, action: str = "train") -> None:
+    """Check ``spec`` against the model's train schema (and, for training, that a checkpoint to
+    resume from is a weights-only one); the first problem becomes one error line."""
+    plugin.check_spec(spec, source, overrides)
+    if action == "train":
+        from automl.training.weights import check_resume_checkpoint
 
-    problems = validate_spec(spec, load_schema(plugin.schema_path()), source)
-    if problems:
-        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-        raise SpecError(f"{problems[0]}{more}")
+        check_resume_checkpoint(spec)
 
 
 def results_dir_for(spec: dict[str, Any], action: str, model: str, cli_value: Path | None) -> Path:
@@ -84,13 +84,13 @@ def start_tracking(model: str, spec: dict[str, Any], results_dir: Path):
 
 
 def train_plain(plugin: plugins.TrainerPlugin, spec: dict[str, Any], source: str, out_dir: Path, *,
-                as_json: bool = False) -> dict[str, Any]:
+                as_json: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training run with AutoML off (``automl train``, ``automl run --automl off``): validate the
     spec, train, record. Under DDP every rank runs this; only rank 0 writes files and tracks."""
     from automl.reporting import FileReporter
     from automl.training.results import write_result
 
-    validate(plugin, spec, source)
+    validate(plugin, spec, source, overrides)
     out_dir.mkdir(parents=True, exist_ok=True)
     worker = is_launched_worker()
     tracking = None
@@ -119,8 +119,8 @@ def run_action(action: str, model: str, spec_file: Path | None, overrides: list[
     spec, source = load_spec(plugin, action, spec_file, overrides, data_dir)
     out_dir = results_dir_for(spec, action, model, results_dir)
     if action == "train":
-        return train_plain(plugin, spec, source, out_dir, as_json=as_json)
-    validate(plugin, spec, source)
+        return train_plain(plugin, spec, source, out_dir, as_json=as_json, overrides=parse_overrides(overrides or []))
+    validate(plugin, spec, source, parse_overrides(overrides or []), action)
     check_output_file(action, spec, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = plugin.run_action(action, spec, out_dir)

@@ -37,6 +37,8 @@ class LiveProgress(Progress):
         self.records: dict[int, TrialRecord] = {}
         self.running: dict[int, dict[str, Any]] = {}
         self.notes: list[str] = []
+        #: every message shown (the summary does not repeat them)
+        self.shown: set[str] = set()
         self.setup: SearchSetup | None = None
         self.started = time.time()
 
@@ -75,6 +77,7 @@ class LiveProgress(Progress):
     def message(self, text: str) -> None:
         with self.lock:
             self.notes = (self.notes + [text])[-3:]
+            self.shown.add(text)
             if not self.enabled:
                 self.console.print(escape(text))
             self._refresh()
@@ -163,24 +166,17 @@ def run(
                                                                 "keeps the search's own backend and --address."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the command (spec, overrides, settings, storage, "
+                                                          "backend) and say what would run; make no run folder."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
-    from automl.search.controller import plain_training_spec, resolve_setup, run_search
+    from automl.search.controller import prepare_backend, resolve_setup, run_search
 
     console = Console(stderr=True)
     command = "automl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     reeval_k = _reeval_top(reeval_top)
     if automl.lower() in ("off", "false", "no", "0"):
-        from automl.cli.actions import train_plain
-        from automl.plugins import get_trainer
-        from automl.training.devices import is_launched_worker
-
-        spec_dict, source, results = plain_training_spec(model=model, spec_file=spec, overrides=list(overrides or []),
-                                                         output=output, name=name, data=data)
-        out = train_plain(get_trainer(model), spec_dict, source, results, as_json=as_json)
-        if not as_json and not is_launched_worker():
-            print(f"trained: {out['results_dir']}")
-        return
+        return _train_plainly(model, spec, list(overrides or []), output, name, data, as_json)
     if automl.lower() not in ("on", "true", "yes", "1"):
         raise AutomlError(f"--automl '{automl}': allowed: on, off")
     setup = resolve_setup(model=model, budget=budget, spec_file=spec, overrides=list(overrides or []),
@@ -189,15 +185,40 @@ def run(
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
-    console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
+    backend_options = {"address": address} if address else None
+    prepare_backend(setup, backend, backend_options)  # refusals before the folder exists (run_search checks again)
+    console.print(f"{'dry run (nothing written): ' if dry_run else ''}search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
+    if dry_run:
+        if as_json:
+            print(json.dumps({"dry_run": True, **setup.to_json()}, default=str))
+        return
     progress = LiveProgress(console)
-    summary = run_search(setup, backend=backend, backend_options={"address": address} if address else None,
+    summary = run_search(setup, backend=backend, backend_options=backend_options,
                          progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
                          promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
-    _print_summary(summary, console)
+    _print_summary(summary, console, shown=progress.shown)
     if as_json:
         print(json.dumps(summary, default=str))
+    if summary.get("exit_code"):
+        sys.exit(summary["exit_code"])  # the reason is in the summary printed above and in --json
+
+
+def _train_plainly(model: str, spec: str | None, overrides: list[str], output: str, name: str | None,
+                   data: str | None, as_json: bool) -> None:
+    """``--automl off``: plain training, checked and trained as ``automl train`` does."""
+    from automl.cli.actions import train_plain
+    from automl.plugins import get_trainer
+    from automl.search.controller import plain_training_spec
+    from automl.spec import parse_overrides
+    from automl.training.devices import is_launched_worker
+
+    spec_dict, source, results = plain_training_spec(model=model, spec_file=spec, overrides=overrides,
+                                                     output=output, name=name, data=data)
+    out = train_plain(get_trainer(model), spec_dict, source, results, as_json=as_json,
+                      overrides=parse_overrides(overrides))
+    if not as_json and not is_launched_worker():
+        print(f"trained: {out['results_dir']}")
 
 
 def _reeval_top(text: str) -> int | str:
@@ -228,9 +249,9 @@ def evaluation_line(ev: dict[str, Any]) -> str:
             f"({gain}, noise {noise}): {ev['verdict']}")
 
 
-def _print_summary(summary: dict[str, Any], console: Console) -> None:
+def _print_summary(summary: dict[str, Any], console: Console, shown: set[str] = frozenset()) -> None:
     best, base = summary.get("best"), summary.get("baseline")
-    if summary.get("stopped_reason"):
+    if summary.get("stopped_reason") and summary["stopped_reason"] not in shown:
         console.print(f"[yellow]{escape(summary['stopped_reason'])}[/]")
     c = summary["counts"]
     console.print(f"{summary['trials_used']} trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed; "
@@ -252,6 +273,8 @@ def _print_summary(summary: dict[str, Any], console: Console) -> None:
             info = promo.get(step)
             if info:
                 console.print(f"  {step}: {info.get('status')}" + (f" ({escape(str(info.get('reason')))})" if info.get("reason") else ""))
+        if summary.get("exit_code"):
+            console.print(f"[red]{escape(str(summary.get('exit_reason')))}[/]")
     else:
         console.print("[red]no trial produced a value[/]")
 

@@ -136,6 +136,8 @@ def resolve_setup(
     output = Path(output).resolve()
     if resume and not name:
         raise AutomlError("--resume needs --name NAME (the search to continue)")
+    check_run_options(name=name, budget=budget, time_budget=time_budget, trial_timeout=trial_timeout,
+                      max_failures=max_failures)
     user_overrides = parse_overrides(overrides)
 
     if resume:
@@ -145,31 +147,22 @@ def resolve_setup(
                               max_failures=max_failures, command=command)
 
     cli_settings = dict(settings or {})
-    base_spec, settings, data_dir = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
+    base_spec, settings, data_keys = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
 
-    algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
-    settings.pop("algorithm", None)
-    if budget is None:
-        budget = int(settings.pop("budget", 10))
-    settings.pop("budget", None)
-    if budget < 1:
-        raise AutomlError(f"--budget {budget}: must be at least 1")
-    max_epochs = get_dotted(base_spec, "train.num_epochs")
-    if not isinstance(max_epochs, int) or max_epochs < 1:
-        raise AutomlError(f"train.num_epochs = {max_epochs!r} in the spec: must be a positive integer")
+    algorithm, budget, max_epochs, settings = _algorithm_settings(algorithm, budget, base_spec, settings, cli_settings)
     objectives_list = parse_objectives(objectives, plugin)
     algorithms.check_objectives(algorithm, len(objectives_list))
-    algorithms.check_setting_names([k for k in cli_settings if k not in ("algorithm", "budget", "max_epochs")], algorithm)
-    settings = algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs, budget=budget)
-
-    # values the user fixed on the command line or in the spec are not searched
-    space = compile_model_space(plugin, base_spec, user_overrides)
 
     slots = make_slots(workers, parse_gpus(gpus), gpus_per_trial, trials_per_gpu)
     name = name or f"{model}-{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = output / name
     if (run_dir / rundir.SEARCH_JSON).exists():
         raise AutomlError(f"{run_dir} already holds a search; add --resume to continue it or pick another --name")
+
+    # every check passed: only now make the demo data (a cache under --output, kept for later runs)
+    base_spec, data_dir = data_keys()
+    # values the user fixed on the command line or in the spec are not searched
+    space = compile_model_space(plugin, base_spec, user_overrides)
 
     warm_configs: list[dict[str, Any]] = []
     if warm_start:
@@ -184,6 +177,25 @@ def resolve_setup(
         storage=storage, trial_timeout_s=trial_timeout, max_consecutive_failures=max_failures,
         warm_start_configs=warm_configs, resume=False, keep_checkpoints=keep_checkpoints,
         command=command or " ".join(shlex.quote(a) for a in sys.argv), data_dir=data_dir)
+
+
+def _algorithm_settings(algorithm: str | None, budget: int | None, base_spec: Mapping[str, Any],
+                        settings: dict[str, Any], cli_settings: Mapping[str, Any]) -> tuple[str, int, int, dict[str, Any]]:
+    """(algorithm, budget, max_epochs, settings): the spec's TAO settings and ``--setting`` resolved,
+    every value typed and in range."""
+    algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
+    settings.pop("algorithm", None)
+    if budget is None:
+        budget = _whole_number("budget", settings.pop("budget", 10), "TAO's automl_max_recommendations")
+    settings.pop("budget", None)
+    if budget < 1:
+        raise AutomlError(f"--budget {budget}: must be at least 1")
+    max_epochs = get_dotted(base_spec, "train.num_epochs")
+    if not isinstance(max_epochs, int) or max_epochs < 1:
+        raise AutomlError(f"train.num_epochs = {max_epochs!r} in the spec: must be a positive integer")
+    algorithms.check_setting_names([k for k in cli_settings if k not in ("algorithm", "budget", "max_epochs")], algorithm)
+    return algorithm, budget, max_epochs, algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs,
+                                                                      budget=budget)
 
 
 def _resumed_setup(run_dir: Path, *, model: str, budget: int | None, workers: int | None, gpus: str | None,
@@ -218,26 +230,77 @@ def _resumed_setup(run_dir: Path, *, model: str, budget: int | None, workers: in
 
 
 def _base_spec(model: str, plugin: Any, spec_file: str | None, user_overrides: dict[str, Any], cli_settings: dict[str, Any],
-               data: str | None, output: Path) -> tuple[dict[str, Any], dict[str, Any], Path | None]:
-    """(base spec, settings, data folder): the template, the user's spec and its TAO AutoML settings
-    (``--setting`` wins), the data keys and the ``key=value`` overrides, in that order."""
-    base_spec = load_yaml(plugin.spec_template("train"))
+               data: str | None, output: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """(base spec, settings, data): the template, the user's spec and its TAO AutoML settings
+    (``--setting`` wins) and the ``key=value`` overrides, checked against the model's schema as
+    ``automl train`` checks them; ``data()`` then adds the data keys (``--data``, or the demo data,
+    generated on first use) and returns ``(spec, data folder)``."""
+    template = plugin.spec_template("train")
+    base_spec = load_yaml(template)
     user_spec: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
     tao = _pop_tao_settings(user_spec, user_overrides)
     base_spec = deep_merge(base_spec, user_spec)
     settings = {**tao, **cli_settings}
-    data_dir = None
-    if data:
-        data_dir = Path(data).resolve()
-        if not data_dir.is_dir():
-            raise AutomlError(f"--data {data}: no such folder (make one with `automl data make {model} DIR`)")
-        base_spec = apply_config(base_spec, plugin.data_keys_for(data_dir, apply_config(base_spec, user_overrides)))
-    elif not spec_file:
-        data_dir = output / ".demo_data" / model
-        base_spec = apply_config(base_spec, plugin.demo_data(data_dir))
     if "max_epochs" in settings:
-        user_overrides.setdefault("train.num_epochs", int(settings.pop("max_epochs")))
-    return apply_config(base_spec, user_overrides), settings, data_dir
+        user_overrides.setdefault("train.num_epochs", _whole_number("max_epochs", settings.pop("max_epochs"),
+                                                                    "TAO's automl_max_epochs"))
+    spec = apply_config(base_spec, user_overrides)
+    plugin.check_spec(spec, str(spec_file or template), user_overrides)
+    refuse_resume_checkpoint(spec)
+    data_dir = Path(data).resolve() if data else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise AutomlError(f"--data {data}: no such folder (make one with `automl data make --task {model} --out DIR`)")
+
+    def with_data() -> tuple[dict[str, Any], Path | None]:
+        if data_dir is not None:
+            keys = plugin.data_keys_for(data_dir, spec)
+        elif not spec_file:
+            keys = plugin.demo_data(output / ".demo_data" / model)
+        else:
+            return spec, None
+        # the user's overrides still win over the data keys
+        return apply_config(apply_config(spec, keys), user_overrides), data_dir or output / ".demo_data" / model
+
+    return spec, settings, with_data
+
+
+def _whole_number(name: str, value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise AutomlError(f"{name} = {value!r} ({what}): expected a whole number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise AutomlError(f"{name} = {value!r} ({what}): expected a whole number") from None
+    if not number.is_integer():
+        raise AutomlError(f"{name} = {value!r} ({what}): expected a whole number")
+    return int(number)
+
+
+def refuse_resume_checkpoint(spec: Mapping[str, Any]) -> None:
+    """A search cannot honour ``train.resume_training_checkpoint_path``: it is how the search itself
+    resumes paused trials from their own checkpoints, and every trial starts from its own sampled
+    config. Refused with the ways to get what the user likely meant."""
+    path = get_dotted(spec, "train.resume_training_checkpoint_path")
+    if path not in (None, "") and str(path).strip():
+        raise AutomlError(f"train.resume_training_checkpoint_path = {path!r}: a search trains every trial from its "
+                          "own start and resumes paused trials from their own checkpoints, so it cannot start them "
+                          "all from one checkpoint; continue that training with `automl train` (or `automl run "
+                          "--automl off`), or seed a search with an earlier one's best configs with --warm-start NAME")
+
+
+def check_run_options(*, name: str | None, budget: int | None, time_budget: float | None,
+                      trial_timeout: float | None, max_failures: int) -> None:
+    """The options of ``automl run`` that need no spec, checked before anything is read or written."""
+    if name is not None and (name in ("", ".", "..") or Path(name).name != name or "\\" in name or "\0" in name):
+        raise AutomlError(f"--name {name!r}: a search name is one folder name under --output (no '/', '..' or "
+                          "empty name); use --output to choose where the folder goes")
+    if budget is not None and budget < 1:
+        raise AutomlError(f"--budget {budget}: must be at least 1")
+    for option, value in (("--time-budget", time_budget), ("--trial-timeout", trial_timeout)):
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise AutomlError(f"{option} {value:g}: must be a positive number of seconds")
+    if max_failures < 0:
+        raise AutomlError(f"--max-failures {max_failures}: must be 0 (never stop) or more")
 
 
 def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> list[dict[str, Any]]:
@@ -290,6 +353,19 @@ def resumed_backend(setup: SearchSetup, backend: str | None,
     return backend, options
 
 
+def prepare_backend(setup: SearchSetup, backend: str | None,
+                    options: Mapping[str, Any] | None) -> tuple[Any, str, dict[str, Any]]:
+    """(engine, backend name, its options): the backend that will run ``setup``, after it checked
+    everything it can refuse (algorithm, storage, cluster), before the run folder exists."""
+    from automl.trials.registry import get_backend
+
+    backend, options = resumed_backend(setup, backend, options)
+    engine = get_backend(backend, **options)
+    algorithms.check_backend(setup.algorithm, backend)
+    engine.check(setup)
+    return engine, backend, options
+
+
 def run_search(setup: SearchSetup, *, backend: str | None = None, backend_options: Mapping[str, Any] | None = None,
                tracker: Any = None, progress: Progress | None = None,
                reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
@@ -297,15 +373,12 @@ def run_search(setup: SearchSetup, *, backend: str | None = None, backend_option
     """Run the search end to end and return the summary. ``reeval_top``: a count or ``"auto"`` (what
     the CLI passes by default; see :func:`automl.search.promote.reeval_count`). ``backend_options`` go to
     the backend's constructor (``address`` for Ray)."""
-    from automl.trials.registry import get_backend
     from automl.search.promote import finish_search
     from automl.tracking import create_tracker
 
     started = time.time()
     progress = progress or Progress()
-    backend, options = resumed_backend(setup, backend, backend_options)
-    engine = get_backend(backend, **options)
-    algorithms.check_backend(setup.algorithm, backend)
+    engine, backend, options = prepare_backend(setup, backend, backend_options)
     write_header(setup)
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
     header["backend"], header["backend_options"] = backend, options
@@ -343,17 +416,22 @@ def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[st
 
     plugin = get_trainer(model)
     output = Path(output).resolve()
+    check_run_options(name=name, budget=None, time_budget=None, trial_timeout=None, max_failures=0)
     template = plugin.spec_template("train")
     spec = load_yaml(template)
     if spec_file:
         user = load_yaml(spec_file)
         _pop_tao_settings(user, {})
         spec = deep_merge(spec, user)
+    pinned = parse_overrides(overrides)
+    # checked as `automl train` checks it (train_plain checks again with the data keys), before the
+    # demo data is made
+    plugin.check_spec(apply_config(spec, pinned), str(spec_file or template), pinned)
     if data:
         spec = apply_config(spec, plugin.data_keys_for(Path(data), apply_config(spec, parse_overrides(overrides))))
     elif not spec_file:
         spec = apply_config(spec, plugin.demo_data(output / ".demo_data" / model))
-    spec = apply_config(spec, parse_overrides(overrides))
+    spec = apply_config(spec, pinned)
     results = output / (name or f"{model}-train-{time.strftime('%Y%m%d-%H%M%S')}")
     if is_launched_worker() and os.environ.get(PLAIN_RUN_ENV):
         results = Path(os.environ[PLAIN_RUN_ENV])  # a DDP rank re-running this command, seconds after rank 0

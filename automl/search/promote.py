@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ from automl.trials.records import SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.reporting import clean_float
 from automl.trials import rundir
-from automl.trials.outcome import loss, ranked
+from automl.trials.outcome import loss, ranked, search_exit
 from automl.trials.slots import gpu_inventory, slot_env
 from automl.trials.rundir import JOB_FILE, RESULT, SPEC
 from automl.trials.worker import make_job
@@ -323,7 +324,8 @@ def _run_action(name: str, fn, *args) -> dict[str, Any]:
     except AutomlError as exc:
         return {"status": "failed", "reason": str(exc)}
     except Exception as exc:  # a failing action must not lose the search's results
-        traceback.print_exc()
+        if os.environ.get("AUTOML_DEBUG"):  # as the CLI does: the reason is the record, the traceback on demand
+            traceback.print_exc()
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
 
 
@@ -430,6 +432,8 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
         "objectives": [f"{m.metric}:{m.mode}" for m in setup.objectives],
         "budget": setup.budget_trials, "trials_used": len(records), "counts": counts,
         "stopped_reason": stop_reason,
+        # what the command exits with and why (automl.errors' EXIT_*; README "Running searches")
+        **dict(zip(("exit_code", "exit_reason"), search_exit(best, stop_reason, promotion))),
         "baseline": _brief(baseline), "best": _brief(best), "improvement_over_baseline": improvement,
         "pareto_front": [_brief(r) for r in pareto_front(records, setup)] if setup.multi_objective else None,
         "reevaluation": {str(n): [run.value for run in rs] for n, rs in runs.items()} or None,

@@ -103,7 +103,7 @@ from typing import Any
 
 from automl.space.schema import Leaf, Schema, load_schema
 from automl.space.space import SearchSpace
-from automl.space.validate import validate_spec
+from automl.space.validate import check_spec, validate_spec
 
 
 def compile_space(schema: Schema, include: list[str] | None = None,
@@ -119,4 +119,4 @@ def compile_space(schema: Schema, include: list[str] | None = None,
                        schema_path=str(schema.path))
 
 
-__all__ = ["Leaf", "Schema", "SearchSpace", "compile_space", "load_schema", "validate_spec"]
+__all__ = ["Leaf", "Schema", "SearchSpace", "compile_space", "load_schema", "check_spec", "validate_spec"]

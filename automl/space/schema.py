@@ -50,6 +50,12 @@ TYPE_ALIASES = {
 }
 
 
+#: a parameter's node has at least one of these (others, e.g. ``description``, are documentation)
+DEFINING_KEYS = ("type", "default", "enum", "anyOf", "minimum", "maximum")
+#: collections nest at most this deep (TAO's go 4 deep); deeper is a broken file, not a schema
+MAX_DEPTH = 32
+
+
 @dataclass
 class Leaf:
     """One parameter of a schema, with its dialect keys parsed."""
@@ -109,6 +115,9 @@ class Schema:
         self.disabled: dict[str, str] = {}           # name -> where it was disabled ("root", "train", ...)
         if not isinstance(data, Mapping):
             raise SchemaError(f"{self.path}: a train schema must be a JSON object")
+        if not isinstance(data.get("properties"), Mapping):
+            raise SchemaError(f"{self.path}: a train schema needs a top-level 'properties' object (its parameters), "
+                              f"got {'none' if data.get('properties') is None else type(data['properties']).__name__}")
         self._walk(data, "")
         self._check_dependencies()
 
@@ -130,6 +139,8 @@ class Schema:
 
     def _walk(self, node: Mapping[str, Any], prefix: str) -> None:
         where = prefix or "root"
+        if prefix.count(".") >= MAX_DEPTH:
+            raise self.error(where, f"nested more than {MAX_DEPTH} collections deep")
         for key in ("automl_default_parameters", "automl_disabled_parameters"):
             value = node.get(key)
             if value is None:
@@ -154,6 +165,8 @@ class Schema:
                     self._walk({key: child}, prefix)
                     continue
                 raise self.error(name, f"a parameter must be a JSON object, got {type(child).__name__}")
+            if child.get("properties") is not None and not isinstance(child["properties"], Mapping):
+                raise self.error(name, f"'properties' must be an object, got {type(child['properties']).__name__}")
             if isinstance(child.get("properties"), Mapping):
                 self.collections[name] = dict(child)
                 self._walk(child, name)
@@ -161,6 +174,10 @@ class Schema:
                 self.leaves[name] = self._leaf(name, child)
 
     def _leaf(self, name: str, node: Mapping[str, Any]) -> Leaf:
+        if not any(key in node for key in DEFINING_KEYS):
+            # only keys this dialect does not know: a typo ("typ") or a node that is not a parameter
+            raise self.error(name, f"has none of {', '.join(DEFINING_KEYS)} (its keys: "
+                                   f"{', '.join(map(str, node)) or 'none'}); a parameter needs a type or a default")
         ltype = self._leaf_type(name, node)
         enum = node.get("enum")
         if enum is not None and not isinstance(enum, list):
@@ -378,4 +395,6 @@ def load_schema(path: str | Path) -> Schema:
         raise SchemaError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except UnicodeDecodeError:
         raise SchemaError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise SchemaError(f"{path}: nested too deeply to be a train schema") from None
     return Schema(path, data)

@@ -114,3 +114,18 @@ def check_value(leaf: Leaf, value: Any) -> list[str]:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_spec(spec: Mapping[str, Any], schema: Schema, source: str = "spec",
+               overrides: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`SpecError` with the first problem of :func:`validate_spec` (and how many more).
+    ``overrides`` (the dotted ``key=value`` of the command line, already applied to ``spec``) are
+    checked first on their own, so that a bad one is named as an override and not as ``source``."""
+    from automl.errors import SpecError
+    from automl.spec import apply_config
+
+    problems = validate_spec(apply_config({}, overrides), schema, "override") if overrides else []
+    problems = problems or validate_spec(spec, schema, source)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise SpecError(f"{problems[0]}{more}")

@@ -79,6 +79,8 @@ class ToyTrainer(TrainerPlugin):
               max_epochs: int | None = None) -> dict[str, Any]:
         import torch
 
+        from automl.training.weights import load_checkpoint
+
         results_dir = Path(results_dir)
         ckpt_dir = results_dir / "checkpoints"
         t = dict(get_dotted(spec, "toy", {}) or {})
@@ -95,7 +97,7 @@ class ToyTrainer(TrainerPlugin):
         start, best_value, best_epoch = 0, -math.inf, None
         resume = get_dotted(spec, "train.resume_training_checkpoint_path", "") or ""
         if resume:
-            state = torch.load(resume, weights_only=True)
+            state = load_checkpoint(resume, key="train.resume_training_checkpoint_path")
             start = int(state["epoch"]) + 1
             best_value, best_epoch = float(state["best_value"]), int(state["best_epoch"])
             if best_epoch < 0:
@@ -142,10 +144,9 @@ class ToyTrainer(TrainerPlugin):
                 "last_checkpoint": str(ckpt_dir / "last.ckpt"), "epochs_run": epochs_run}
 
     def evaluate(self, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
-        import torch
+        from automl.training.weights import load_checkpoint
 
-        ckpt = get_dotted(spec, "evaluate.checkpoint")
-        state = torch.load(ckpt, weights_only=True)
+        state = load_checkpoint(get_dotted(spec, "evaluate.checkpoint") or "", key="evaluate.checkpoint")
         value = float(state["weights"][0])
         split = str(get_dotted(spec, "toy.eval_split", "val") or "val")
         metrics = {"test_score": value - HELD_OUT_GAP} if split == "test" else {"val_score": value}
@@ -157,7 +158,9 @@ class ToyTrainer(TrainerPlugin):
         import numpy as np
         import torch
 
-        state = torch.load(get_dotted(spec, "export.checkpoint"), weights_only=True)
+        from automl.training.weights import load_checkpoint
+
+        state = load_checkpoint(get_dotted(spec, "export.checkpoint") or "", key="export.checkpoint")
         width = state["weights"].numel()
         model = torch.nn.Linear(width, 1)
         with torch.no_grad():

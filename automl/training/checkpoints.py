@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from automl.errors import AutomlError
+# the loaders live in a module without Lightning, for trainers (the toy) that must start fast
+from automl.training.weights import check_resume_checkpoint, load_checkpoint  # noqa: F401
 
 BEST = "best"
 LAST = "last"
@@ -63,22 +65,6 @@ def checkpoint_callbacks(
                                              every_n_epochs=int(interval), auto_insert_metric_name=False,
                                              enable_version_counter=False))
     return callbacks
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one-line errors for a missing or foreign file."""
-    path = Path(str(path))
-    if not str(path) or not path.is_file():
-        raise AutomlError(f"{key}: checkpoint file not found: {path}")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError for non-weights-only files, RuntimeError for junk
-        raise AutomlError(
-            f"{key}: {path} is not a weights-only checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-        ) from None
-    if not isinstance(data, Mapping):
-        raise AutomlError(f"{key}: {path} holds a {type(data).__name__}, not a checkpoint dictionary")
-    return dict(data)
 
 
 def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu", key: str = "checkpoint") -> dict[str, torch.Tensor]:

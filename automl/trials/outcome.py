@@ -62,6 +62,29 @@ def stop_message(count: int, last: TrialRecord) -> str:
     return f"stopped: {count} trials failed in a row (last: trial {last.number}: {last.reason or 'failed'})"
 
 
+def stopped_by_failures(stop_reason: str | None) -> bool:
+    """The search ended because of ``--max-failures`` (the reason :func:`stop_message` wrote)."""
+    return bool(stop_reason) and stop_reason.startswith("stopped: ") and " failed in a row " in stop_reason
+
+
+def search_exit(best: TrialRecord | None, stop_reason: str | None,
+                promotion: Mapping[str, Any] | None) -> tuple[int, str | None]:
+    """``(exit status, why)`` of a finished search (:mod:`automl.errors`' ``EXIT_*``): no value or a
+    ``--max-failures`` stop is a failed search, a failed promotion step (a skipped one is fine) is a
+    failed promotion."""
+    from automl.errors import EXIT_OK, EXIT_PROMOTION_FAILED, EXIT_SEARCH_FAILED
+
+    if best is None:
+        return EXIT_SEARCH_FAILED, "no trial produced a value" + (f" ({stop_reason})" if stop_reason else "")
+    if stopped_by_failures(stop_reason):
+        return EXIT_SEARCH_FAILED, stop_reason
+    failed = [f"{step}: {info.get('reason') or 'failed'}" for step, info in (promotion or {}).items()
+              if isinstance(info, Mapping) and info.get("status") == "failed"]
+    if failed:
+        return EXIT_PROMOTION_FAILED, "promotion failed: " + "; ".join(failed)
+    return EXIT_OK, None
+
+
 def epoch_metrics(trial_dir: Path) -> dict[int, dict[str, float]]:
     """Epoch -> metrics from ``metrics.jsonl``; an epoch re-run after a resume keeps its last record."""
     return {int(r["epoch"]): r.get("metrics", {}) for r in read_metrics(trial_dir)}

@@ -42,7 +42,7 @@ from automl.backends.optuna.jobs import Job, enqueue_params, optuna_state, plain
 from automl.backends.optuna.pbt import _PBT
 from automl.backends.optuna.promotion import Promotion
 from automl.backends.optuna.recovery import Recovery
-from automl.backends.optuna.storage import load_study
+from automl.backends.optuna.storage import check_storage, load_study
 from automl.backends.optuna.workers import SlotWorker, WorkerDied
 
 
@@ -52,6 +52,9 @@ from automl.backends.optuna.workers import SlotWorker, WorkerDied
 
 class OptunaBackend(SearchBackend):
     name = "optuna"
+
+    def check(self, setup: SearchSetup) -> None:
+        check_storage(setup)
 
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         search = _Search(setup, tracker, progress)

@@ -28,6 +28,22 @@ def open_storage(setup: SearchSetup):
     raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
 
 
+def check_storage(setup: SearchSetup) -> None:
+    """Open ``--storage`` once, before the run folder exists: a URL no database driver reads, a
+    database that cannot be reached or a journal path that cannot be written is one line now instead
+    of a traceback after ``search.json`` was written (which would leave the name taken)."""
+    if not setup.storage:
+        return  # the journal file in the run folder, made with the folder
+    try:
+        open_storage(setup)
+    except AutomlError:
+        raise
+    except Exception as exc:  # sqlalchemy's NoSuchModuleError/ArgumentError/OperationalError, OSError, ...
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AutomlError(f"--storage '{setup.storage}': cannot open it ({type(exc).__name__}: {first}); "
+                          "expected sqlite:///PATH, postgresql://USER@HOST/DB or journal://PATH") from None
+
+
 def load_study(setup: SearchSetup, *, create: bool):
     import optuna
 

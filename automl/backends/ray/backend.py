@@ -137,6 +137,10 @@ class RayBackend(SearchBackend):
         return any(n["Alive"] and n["NodeManagerAddress"] not in local | {mine} for n in ray.nodes())
 
     # -- run ------------------------------------------------------------------------------------------
+    def check(self, setup: SearchSetup) -> None:
+        check_algorithm(setup.algorithm)
+        check_storage(Path(setup.run_dir).resolve(), setup.storage, address_is_remote(self._address()))
+
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         check_algorithm(setup.algorithm)
         address = self._address()
