@@ -93,5 +93,6 @@ def test_search_and_automl_off_data_follow_the_stage_too(finetuned, tmp_path):
     spec, _, _ = plain_training_spec(model="mae", spec_file=None, overrides=["train.stage=finetune"], output=tmp_path,
                                      name="off", data=str(data))
     assert spec["dataset"]["train_data_sources"] == str(data / "labeled_train")
-    base, _, _ = _base_spec("mae", plugin, None, {"train.stage": "finetune"}, {}, str(data), tmp_path)
+    _, _, with_data = _base_spec("mae", plugin, None, {"train.stage": "finetune"}, {}, str(data), tmp_path)
+    base, _ = with_data()
     assert base["dataset"]["train_data_sources"] == str(data / "labeled_train") and base["model"]["num_classes"] == 3
