@@ -140,7 +140,7 @@ def check_search(client, state, name: str) -> dict[str, Any]:
         {"evaluation/baseline_mean": 0.41, "evaluation/best_mean": 0.56, "evaluation/noise_std": 0.01,
          "evaluation/gain": 0.15}
     history = client.get_metric_history(parent.info.run_id, "best_so_far")
-    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.5), (2, 0.7), (3, 0.7)]
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.5), (3, 0.7), (4, 0.7)]
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
     assert {"search/base_spec.yaml", "search/space.json", "search/search.json"} <= parent_files
     plot_files = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -154,6 +154,7 @@ def check_search(client, state, name: str) -> dict[str, Any]:
     for number, run in children.items():
         params, curve, state_name, reason = TRIALS[number]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["mlflow.source.name"] == "automl run" and run.data.tags["automl.search"] == name
         assert run.info.status == expected_status[state_name]
         assert run.data.tags["automl.state"] == state_name
         if reason:

@@ -17,7 +17,8 @@ from automl.tracking.hooks import Tracker
 from automl.tracking.mlflow.best import BestTrial
 from automl.tracking.mlflow.model import module_from_plugin, save_model
 from automl.tracking.mlflow.names import CHAMPION, SEARCH, SEARCH_STATUS, STATUS, TRACKING_DIR, ms, run_key
-from automl.tracking.mlflow.records import champion_scores, numbers, outcome_tags, search_tags, summary_record
+from automl.tracking.mlflow.records import (champion_scores, numbers, outcome_tags, run_source_tags, search_tags,
+                                           summary_record)
 from automl.tracking.mlflow.writer import MlflowWriter
 from automl.tracking.spool import Delivery, DeliveryLock, Spool
 from automl.tracking.store import TrackingState
@@ -86,7 +87,6 @@ class MlflowTracker(Tracker):
         self._failed_hooks: set[str] = set()
         self._open_trials: set[int] = set()
         self._search_open = False
-        self._last_finished: int | None = None
         self._closed = False
 
     @property
@@ -119,7 +119,7 @@ class MlflowTracker(Tracker):
             self.state.experiment = info.get("experiment") or f"automl-{info.get('model', 'search')}"
             self.state.save()
         self.submit("open", key=SEARCH, name=info.get("name") or self.run_dir.name,
-                    tags=search_tags(info, self.run_dir))
+                    tags=search_tags(info, self.run_dir), view=info.get("name") or self.run_dir.name)
         self.artifact(SEARCH, info.get("base_spec") or self.run_dir / rundir.BASE_SPEC, "search")
         self.artifact(SEARCH, info.get("space") or self.run_dir / rundir.SPACE_JSON, "search")
         self.artifact(SEARCH, self.run_dir / rundir.SEARCH_JSON, "search")
@@ -132,7 +132,7 @@ class MlflowTracker(Tracker):
         self._open_trials.add(number)
         self.submit("open", key=run_key(number), parent=SEARCH, name=f"trial-{number:04d}",
                     tags={"automl.trial_number": number, "automl.trial_dir": str(Path(trial_dir).resolve()),
-                          "automl.state": "running"},
+                          "automl.state": "running", **run_source_tags(self.info.get("name") or self.run_dir.name)},
                     params=params)
 
     @_never_raises
@@ -166,14 +166,13 @@ class MlflowTracker(Tracker):
         self.submit("close", key=key, status=STATUS.get(state, "FAILED"))
         self._sent_epochs.pop(number, None)
         self._open_trials.discard(number)
-        self._last_finished = number
-        self.best.trial_finished(number, state, value)
+        self.best.trial_finished(number, state, value, result.get("best_epoch"))
         self._request_plots()
 
     @_never_raises
     def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         if best is not None:
-            self.best.controller_says(best, self._last_finished)
+            self.best.controller_says(best)
         self._request_plots()
 
     @_never_raises
@@ -181,6 +180,8 @@ class MlflowTracker(Tracker):
         best_dir = Path(best_dir)
         number = best.get("number", best.get("trial"))
         key = run_key(int(number)) if number is not None else SEARCH
+        if number is not None:  # the promoted trial is the winner: the best tags agree with the registry
+            self.best.controller_says({"number": number, "value": best.get("value")})
         self._promotions += 1
         model_dir = self.run_dir / TRACKING_DIR / "promoted_model"
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -216,7 +217,7 @@ class MlflowTracker(Tracker):
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
         self.artifact(SEARCH, summary_path, "search")
-        self.artifact(SEARCH, self.run_dir / "summary.csv", "search")
+        # summary.csv comes with the final plots (same format as the run folder's): one table, at the top
         scores, tags, status = summary_record(summary)
         if scores:
             self.submit("metrics", key=SEARCH, step=0, metrics=scores)
