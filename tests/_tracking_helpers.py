@@ -97,7 +97,7 @@ def write_best(run_dir: Path, number: int) -> tuple[Path, Any]:
 
 
 def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promote: bool = True,
-                between_trials=None, between_epochs=None, end: bool = True) -> None:
+                between_trials=None, between_epochs=None, end: bool = True, promoted_value: float = 0.7) -> None:
     write_search_files(run_dir, name)
     tracker.start_search(run_dir, search_info(run_dir, name))
     results = []
@@ -112,7 +112,7 @@ def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promot
         best_dir, module = write_best(run_dir, 2)
         import numpy as np
 
-        tracker.promoted({"number": 2, "value": 0.7, "torch_module": module,
+        tracker.promoted({"number": 2, "value": promoted_value, "torch_module": module,
                           "input_example": np.ones((1, 4), dtype=np.float32)}, best_dir)
     if end:
         tracker.end_search({"name": name, "status": "finished", "trials": len(results), "best_value": 0.7,
@@ -181,9 +181,18 @@ def check_search(client, state, name: str) -> dict[str, Any]:
 
     import mlflow.artifacts
 
+    # An MLflow 3 logged model of the trial's run, with a signature, what the version points at.
+    outputs = client.get_run(children[2].info.run_id).outputs.model_outputs
+    assert len(outputs) == 1 and version.source == f"models:/{outputs[0].model_id}"
+    logged = client.get_logged_model(outputs[0].model_id)
+    assert logged.source_run_id == children[2].info.run_id and str(logged.status).endswith("READY")
+    assert version.tags["automl.alias"] == "champion" and version.tags["automl.eval_metric"] == MONITOR
     # Not mlflow.set_tracking_uri: it exports MLFLOW_TRACKING_URI to every later subprocess.
-    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="model",
-                                                tracking_uri=state.tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, tracking_uri=state.tracking_uri)
+    from mlflow.models import Model
+
+    signature = Model.load(local).signature
+    assert signature is not None and signature.inputs.input_types()[0] == np.float32
     model = mlflow.pytorch.load_model(local)
     _, module = write_best_module()
     x = np.ones((1, 4), dtype=np.float32)

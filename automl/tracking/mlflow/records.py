@@ -75,12 +75,12 @@ def _evaluation_record(evaluation: dict[str, Any]) -> tuple[dict[str, float], di
 
 
 def champion_scores(evaluate_json: Path) -> dict[str, Any]:
-    """The promoted model's ``evaluate.json`` as ``champion/...`` metrics (none when it is missing)."""
+    """The promoted model's ``evaluate.json`` as ``automl.champion.<name>`` values (none when it is missing)."""
     try:
         evaluation = json.loads(Path(evaluate_json).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     if not isinstance(evaluation, dict):
         return {}
-    return {f"champion/{k}": v for k, v in flatten(evaluation).items()
+    return {f"automl.champion.{k}": v for k, v in flatten(evaluation).items()
             if clean_float(v) is not None and not isinstance(v, bool)}

@@ -16,9 +16,10 @@ from automl.reporting import clean_metrics, read_metrics
 from automl.tracking.hooks import Tracker
 from automl.tracking.mlflow.best import BestTrial
 from automl.tracking.mlflow.model import module_from_plugin, save_model
-from automl.tracking.mlflow.names import CHAMPION, SEARCH, SEARCH_STATUS, STATUS, TRACKING_DIR, ms, run_key
+from automl.tracking.mlflow.names import SEARCH, SEARCH_STATUS, STATUS, TRACKING_DIR, ms, run_key
 from automl.tracking.mlflow.records import (champion_scores, numbers, outcome_tags, run_source_tags, search_tags,
                                            summary_record)
+from automl.tracking.mlflow.registry import evaluation_tags
 from automl.tracking.mlflow.writer import MlflowWriter
 from automl.tracking.spool import Delivery, DeliveryLock, Spool
 from automl.tracking.store import TrackingState
@@ -61,12 +62,14 @@ class MlflowTracker(Tracker):
     """
 
     def __init__(self, run_dir: Path, tracking_uri: str | None = None, *, plot_interval_s: float = 30.0,
-                 flush_timeout_s: float = 60.0, experiment: str | None = None, deliver: bool = True):
+                 flush_timeout_s: float = 60.0, experiment: str | None = None, deliver: bool = True,
+                 force_champion: bool = False):
         self.run_dir = Path(run_dir).resolve()
         self.state = TrackingState(self.run_dir, tracking_uri, experiment)
         self.writer = MlflowWriter(self.state, plot_interval_s)
         self.spool = Spool(self.run_dir)
         self.plot_interval_s = plot_interval_s
+        self.force_champion = force_champion
         self.flush_timeout_s = flush_timeout_s
         self.writer.prepare()
         self.delivery = Delivery(self.spool, self.writer.send, self._tell_offline, on_orphaned=self._orphaned)
@@ -191,17 +194,35 @@ class MlflowTracker(Tracker):
         for name in PROMOTED_FILES:
             self.artifact(key, best_dir / name, "promoted")
         scores = champion_scores(best_dir / "evaluate.json")
-        if scores:
-            self.submit("metrics", key=SEARCH, step=0, metrics=scores)
+        if scores:  # tags, not metrics: single values would open the chart view as bars before the curves
+            self.submit("tags", key=SEARCH, tags=scores)
         model = self.info.get("model") or best.get("model") or "model"
         tags = {"automl.search": self.info.get("name") or self.run_dir.name,
                 "automl.trial_number": number, "automl.value": best.get("value"),
-                "automl.monitor": self.monitor, "automl.flavor": flavor, "automl.run_dir": str(self.run_dir)}
+                "automl.monitor": self.monitor, "automl.flavor": flavor, "automl.run_dir": str(self.run_dir),
+                **self._evaluation_tags(best)}
         self.submit("register", key=key, model_dir=str(model_dir) if flavor != "files" else None,
-                    artifact_path="model" if flavor != "files" else "promoted", name=model, alias=CHAMPION,
+                    artifact_path="model" if flavor != "files" else "promoted", name=model,
                     tags={k: v for k, v in tags.items() if v is not None}, promotion=self._promotions,
+                    force=self.force_champion,
                     description=f"promoted from search {tags['automl.search']}, trial {number}")
         self.submit("tags", key=SEARCH, tags={"automl.champion_trial": number, "automl.registered_model": model})
+
+    def _evaluation_tags(self, best: dict[str, Any]) -> dict[str, str]:
+        """What ``champion`` is decided on: the winner's evaluation on the held-out split (its mean over
+        seeds), else its validation value."""
+        evaluation = best.get("evaluation") or {}
+        held_out = evaluation_tags(evaluation.get("metric"), evaluation.get("split"), evaluation.get("mode"),
+                                   (evaluation.get("best") or {}).get("mean"))
+        return held_out or evaluation_tags(self.monitor, "validation", self.best.mode, best.get("value"))
+
+    def describe(self) -> dict[str, Any]:
+        """Where the search is recorded, for the ``--json`` summary (run ids once delivered)."""
+        runs = dict(self.state.runs)
+        return {"tracking_uri": self.tracking_uri, "experiment_id": self.state.experiment_id,
+                "parent_run_id": runs.pop(SEARCH, None),
+                "trial_run_ids": {k.split("/", 1)[1]: v for k, v in runs.items() if k.startswith("trial/")},
+                "registered": self.state.registered or None, "pending_events": len(self.spool.pending())}
 
     @_never_raises
     def end_search(self, summary: dict[str, Any]) -> None:

@@ -171,7 +171,7 @@ class MlflowWriter:
         self._last_plot = time.monotonic()  # only once uploaded: a failed upload is redrawn on retry
 
     def _op_register(self, e: dict[str, Any]) -> None:
-        register_champion(self.client, self.state, e, self._run_id(e["key"]))
+        register_champion(self.client, self.state, e, self._run_id(e["key"]), self._experiment_id())
 
     # -- values ---------------------------------------------------------------------------------------
     def _metrics(self, batch: Batch) -> None:
