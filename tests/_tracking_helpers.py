@@ -145,7 +145,9 @@ def check_search(client, state, name: str) -> dict[str, Any]:
     assert {"search/base_spec.yaml", "search/space.json", "search/search.json"} <= parent_files
     plot_files = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/learning_curves.png", "plots/optimization_history.png", "plots/optimization_history.html",
-            "plots/parallel_coordinate.html", "plots/param_importances.html"} <= plot_files
+            "plots/parallel_coordinate.html", "plots/param_importances.html", "plots/baseline_vs_winner.png"} <= plot_files
+    assert not any(k.startswith("champion/") for k in parent.data.metrics), "single values are tags, not charts"
+    assert parent.data.tags["automl.champion.mAP"] == "0.55"
     assert "summary.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     children = {int(r.data.tags["automl.trial_number"]): r for r in runs if r is not parent}

@@ -114,3 +114,28 @@ def test_outcome_tags_and_final_numbers(tmp_path):
     assert outcome_tags("complete", {"last_checkpoint": str(absolute)}, tmp_path)["automl.checkpoint"] == str(absolute)
     assert numbers({"duration_s": 3.0, "best_epoch": None, "gpu_seconds": float("nan")},
                    ("duration_s", "best_epoch", "gpu_seconds", "trial_value")) == {"duration_s": 3.0}
+
+
+def test_plots_are_self_contained_and_quiet_when_no_trial_completes(tmp_path, capfd):
+    """No matplotlib or Optuna warning reaches the console when nothing completed, and the HTML plots
+    carry plotly.js themselves (MLflow's preview works offline)."""
+    import json
+    import warnings
+
+    from automl.tracking.plots import render
+
+    for number in (0, 1):
+        folder = tmp_path / "trials" / f"{number:04d}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"number": number, "state": "failed", "value": None,
+                                                        "params": {"lr": 0.1 * (number + 1)}}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = render(tmp_path, tmp_path / "plots", "acc", "max", html=True)
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+    pages = [p for p in written if p.suffix == ".html"]
+    assert pages, "Optuna's plots render even without a completed trial"
+    for page in pages:
+        text = page.read_text()
+        assert "<script src=\"http" not in text and "Plotly.newPlot" in text and len(text) > 1_000_000

@@ -230,3 +230,31 @@ def _optuna_plots(rows: list[TrialRow], out_dir: Path, direction: str) -> list[P
     finally:
         optuna.logging.set_verbosity(verbosity)
     return written
+
+
+def evaluation_plot(evaluation: dict[str, Any], path: Path) -> Path | None:
+    """Baseline against winner on the evaluation split (held-out when the trainer has one): each one's
+    mean as a bar, its seeds as dots. None when either is missing."""
+    blocks = [(label, evaluation.get(key) or {}) for label, key in (("baseline", "baseline"), ("winner", "best"))]
+    if any(not block.get("values") for _, block in blocks):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.add_subplot()
+    for x, (label, block) in enumerate(blocks):
+        values = [v for v in block["values"] if clean_float(v) is not None]
+        ax.bar(x, block.get("mean") if block.get("mean") is not None else sum(values) / len(values),
+               color="tab:gray" if x == 0 else "tab:green", alpha=0.6)
+        ax.scatter([x] * len(values), values, color="black", zorder=3, s=12)
+    ax.set_xticks([0, 1], [f"baseline (trial {blocks[0][1].get('number')})",
+                           f"winner (trial {blocks[1][1].get('number')})"])
+    ax.set_ylabel(str(evaluation.get("metric") or "value"))
+    ax.set_title(f"{evaluation.get('split') or 'evaluation'}: {evaluation.get('verdict') or ''}"[:80])
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return Path(path)

@@ -243,6 +243,10 @@ class MlflowTracker(Tracker):
         if scores:
             self.submit("metrics", key=SEARCH, step=0, metrics=scores)
         self.submit("tags", key=SEARCH, tags=tags)
+        from automl.tracking.plots import evaluation_plot
+
+        # drawn into the plots folder, so the final plots operation uploads it with the others
+        evaluation_plot(summary.get("evaluation") or {}, Path(self._plot_args()["out"]) / "baseline_vs_winner.png")
         self.submit("plots", key=SEARCH, force=True, **self._plot_args())
         self.submit("close", key=SEARCH, status=SEARCH_STATUS.get(status, "KILLED"))
 
