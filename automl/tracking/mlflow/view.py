@@ -1,9 +1,11 @@
 """How the MLflow UI opens on a search: the experiment marked as model training (MLflow 3 opens an
-experiment of unknown kind as a GenAI "Traces" overview) and a saved view of its runs table, this
-search's parent with its trials expanded, that the printed address names.
+experiment of unknown kind as a GenAI "Traces" overview) and a saved view of its runs table that the
+printed address names: this search's runs (parent and trials), in one open group, oldest first.
 
 The saved view is MLflow's own "share view" mechanism: an experiment tag
 ``mlflow.sharedViewState.<key>`` holding the table's state as JSON, opened by ``?viewStateShareKey=<key>``.
+A shared view cannot expand a parent's nested children (MLflow drops ``runsExpanded`` from it), so the
+view groups the runs by the search's tag instead: a group opens expanded, listing every run of it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 SEARCH_TAG = "automl.search"
 
 
-def experiment_tags(search_name: str, share_key: str, parent_run_id: str) -> dict[str, str]:
+def experiment_tags(search_name: str, share_key: str) -> dict[str, str]:
     view: dict[str, Any] = {
         "searchFilter": f"tags.`{SEARCH_TAG}` = '{search_name}'",
-        "orderByKey": "attributes.start_time", "orderByAsc": False,
-        "runsExpanded": {parent_run_id: True},
+        "orderByKey": "attributes.start_time", "orderByAsc": True,
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": SEARCH_TAG}]},
     }
     return {EXPERIMENT_KIND_TAG: MODEL_TRAINING, SHARED_VIEW_PREFIX + share_key: json.dumps(view)}
 

@@ -123,7 +123,7 @@ class MlflowWriter:
         if e.get("params"):
             self._params(run_id, e["params"])
         if e.get("view"):
-            for key, value in experiment_tags(e["view"], self.state.search_uid, run_id).items():
+            for key, value in experiment_tags(e["view"], self.state.search_uid).items():
                 client.set_experiment_tag(experiment_id, key, value)
 
     def _op_close(self, e: dict[str, Any]) -> None:
