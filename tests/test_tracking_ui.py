@@ -47,12 +47,13 @@ def test_a_person_sees_the_search_in_the_mlflow_ui(tmp_path):
     proc, url = _start_ui(run_dir)
     try:
         runs_table = _text(look(url, tmp_path / "runs_table.png"))
-        assert "Model training" in runs_table and "demo" in runs_table
+        # model-training mode: GenAI mode's navigation ("Evaluation runs", "Sessions") is not there
+        assert "Evaluation runs" not in runs_table and "demo" in runs_table
         assert all(f"trial-{n:04d}" in runs_table for n in range(4)), runs_table[:3000]
 
         trial = client.get_run(tracker.state.run_id("trial/0002"))
         page = _text(look(run_url(url.split("/#/")[0], experiment_id, trial.info.run_id), tmp_path / "trial_run.png"))
-        assert "trial-0002" in page
+        assert "trial-0002" in page and "Evaluation runs" not in page
         assert MONITOR in page and "train_loss" in page, page[:3000]
     finally:
         proc.send_signal(signal.SIGINT)

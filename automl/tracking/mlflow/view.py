@@ -41,4 +41,5 @@ def runs_table_url(base: str, experiment_id: str | None, share_key: str | None =
 
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page in model-training mode (without the parameter MLflow 3 shows it in GenAI mode)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
