@@ -31,11 +31,12 @@ def test_best_trial_moves_the_tag_and_logs_best_so_far():
 
 def test_best_so_far_is_monotone_over_trials_finished():
     """Logged when a trial finishes, at step = trials finished: a late-finishing worse trial does not pull
-    the curve down (it used to be logged at the trial's number: [(0,.2),(1,.2),(2,.3),(3,.2)])."""
+    the curve down (it used to be logged at the trial's number: [(0,.2),(1,.2),(2,.3),(3,.2)]); a trial
+    paused at a rung is counted when it finishes."""
     ops, submit = _recorder()
     best = BestTrial(submit)
     for number, state, value in ((0, "complete", 0.2), (1, "pruned", 0.9), (3, "complete", 0.3),
-                                 (2, "complete", 0.25), (4, "failed", None)):
+                                 (2, "complete", 0.25), (5, "paused", 0.95), (4, "failed", None)):
         best.trial_finished(number, state, value)
     curve = [(f["step"], f["metrics"]["best_so_far"]) for op, f in ops if op == "metrics"]
     assert curve == [(1, 0.2), (2, 0.2), (3, 0.3), (4, 0.3), (5, 0.3)]

@@ -34,6 +34,8 @@ class BestTrial:
         self._mutex = threading.Lock()
 
     def trial_finished(self, number: int, state: str, value: float | None, best_epoch: int | None = None) -> None:
+        if state == "paused":  # waits at a rung and finishes later: counted then
+            return
         self.finished += 1
         if state == "complete" and clean_float(value) is not None:
             value = float(value)
