@@ -97,7 +97,7 @@ def write_best(run_dir: Path, number: int) -> tuple[Path, Any]:
 
 
 def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promote: bool = True,
-                between_trials=None, between_epochs=None, end: bool = True) -> None:
+                between_trials=None, between_epochs=None, end: bool = True, promoted_value: float = 0.7) -> None:
     write_search_files(run_dir, name)
     tracker.start_search(run_dir, search_info(run_dir, name))
     results = []
@@ -112,7 +112,7 @@ def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promot
         best_dir, module = write_best(run_dir, 2)
         import numpy as np
 
-        tracker.promoted({"number": 2, "value": 0.7, "torch_module": module,
+        tracker.promoted({"number": 2, "value": promoted_value, "torch_module": module,
                           "input_example": np.ones((1, 4), dtype=np.float32)}, best_dir)
     if end:
         tracker.end_search({"name": name, "status": "finished", "trials": len(results), "best_value": 0.7,
@@ -140,12 +140,14 @@ def check_search(client, state, name: str) -> dict[str, Any]:
         {"evaluation/baseline_mean": 0.41, "evaluation/best_mean": 0.56, "evaluation/noise_std": 0.01,
          "evaluation/gain": 0.15}
     history = client.get_metric_history(parent.info.run_id, "best_so_far")
-    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.5), (2, 0.7), (3, 0.7)]
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.5), (2, 0.5), (3, 0.7), (4, 0.7)]
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
     assert {"search/base_spec.yaml", "search/space.json", "search/search.json"} <= parent_files
     plot_files = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/learning_curves.png", "plots/optimization_history.png", "plots/optimization_history.html",
-            "plots/parallel_coordinate.html", "plots/param_importances.html"} <= plot_files
+            "plots/parallel_coordinate.html", "plots/param_importances.html", "plots/baseline_vs_winner.png"} <= plot_files
+    assert not any(k.startswith("champion/") for k in parent.data.metrics), "single values are tags, not charts"
+    assert parent.data.tags["automl.champion.mAP"] == "0.55"
     assert "summary.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     children = {int(r.data.tags["automl.trial_number"]): r for r in runs if r is not parent}
@@ -154,6 +156,7 @@ def check_search(client, state, name: str) -> dict[str, Any]:
     for number, run in children.items():
         params, curve, state_name, reason = TRIALS[number]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["mlflow.source.name"] == "automl run" and run.data.tags["automl.search"] == name
         assert run.info.status == expected_status[state_name]
         assert run.data.tags["automl.state"] == state_name
         if reason:
@@ -180,9 +183,18 @@ def check_search(client, state, name: str) -> dict[str, Any]:
 
     import mlflow.artifacts
 
+    # An MLflow 3 logged model of the trial's run, with a signature, what the version points at.
+    outputs = client.get_run(children[2].info.run_id).outputs.model_outputs
+    assert len(outputs) == 1 and version.source == f"models:/{outputs[0].model_id}"
+    logged = client.get_logged_model(outputs[0].model_id)
+    assert logged.source_run_id == children[2].info.run_id and str(logged.status).endswith("READY")
+    assert version.tags["automl.alias"] == "champion" and version.tags["automl.eval_metric"] == MONITOR
     # Not mlflow.set_tracking_uri: it exports MLFLOW_TRACKING_URI to every later subprocess.
-    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="model",
-                                                tracking_uri=state.tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, tracking_uri=state.tracking_uri)
+    from mlflow.models import Model
+
+    signature = Model.load(local).signature
+    assert signature is not None and signature.inputs.input_types()[0] == np.float32
     model = mlflow.pytorch.load_model(local)
     _, module = write_best_module()
     x = np.ones((1, 4), dtype=np.float32)

@@ -85,7 +85,15 @@ def test_automl_ui_serves_the_embedded_store(embedded_search):
         assert "MLflow UI for demo: http://127.0.0.1:" in line, line
         url = line.split(": ", 1)[1].strip()
         base = url.split("/#/")[0]
-        assert url.endswith(f"/#/experiments/{tracker.state.experiment_id}")
+        # the runs table of this search (a saved view: its parent and trials, one open group), not MLflow 3's
+        # GenAI overview
+        assert url == f"{base}/#/experiments/{tracker.state.experiment_id}/runs?" \
+                      f"viewStateShareKey={tracker.state.search_uid}&workflowType=machine_learning"
+        experiment = _client(tracker).get_experiment(tracker.state.experiment_id)
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        view = json.loads(experiment.tags[f"mlflow.sharedViewState.{tracker.state.search_uid}"])
+        assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "automl.search"}]
+        assert view["searchFilter"] == "tags.`automl.search` = 'demo'"
 
         def post(path, body):
             request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),

@@ -69,9 +69,15 @@ def test_automl_run_tracks_on_a_server(tmp_path):
         import mlflow.artifacts
         import mlflow.pyfunc
 
+        tracking = summary["tracking"]
+        state = json.loads((run_dir / "mlflow.json").read_text())
+        assert tracking["tracking_uri"] == server.url and tracking["parent_run_id"] == state["runs"]["search"]
+        assert sorted(tracking["trial_run_ids"]) == [f"{t['number']:04d}" for t in summary["trials"]]
+        assert tracking["registered"]["alias"] == "champion" and tracking["pending_events"] == 0
         version = client.get_model_version_by_alias("toy", "champion")
-        local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="model",
-                                                    tracking_uri=server.url)
+        logged = client.get_logged_model(version.source.removeprefix("models:/"))
+        assert logged.source_run_id == version.run_id
+        local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, tracking_uri=server.url)
         model = mlflow.pyfunc.load_model(local)  # the ONNX flavour, run by onnxruntime
         assert "onnx" in model.metadata.flavors
         assert (Path(local) / "model.onnx").stat().st_size == (tmp_path / "runs/tracked/best/model.onnx").stat().st_size

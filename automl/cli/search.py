@@ -162,6 +162,7 @@ def run(
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep losing trials' checkpoints."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking server (default: a store in the run folder)."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Record the search in MLflow (default on)."),
+    force_champion: bool = typer.Option(False, "--force-champion", help="The winner takes the registry alias 'champion' even when it does not beat the current champion (else it becomes 'challenger')."),
     backend: Optional[str] = typer.Option(None, "--backend", help="optuna (embedded, the default) or ray; --resume "
                                                                 "keeps the search's own backend and --address."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
@@ -196,7 +197,8 @@ def run(
     progress = LiveProgress(console)
     summary = run_search(setup, backend=backend, backend_options=backend_options,
                          progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
-                         promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking)
+                         promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking,
+                         force_champion=force_champion)
     _print_summary(summary, console, shown=progress.shown)
     if as_json:
         print(json.dumps(summary, default=str))

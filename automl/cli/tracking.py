@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
+import webbrowser
 from pathlib import Path
 
 import typer
 
 from automl.cli import app
 from automl.errors import AutomlError
+from automl.tracking.mlflow.names import SEARCH
+from automl.tracking.mlflow.view import runs_table_url
 from automl.tracking.store import ARTIFACTS_DIR, STATE_FILE, default_tracking_uri, is_remote, read_state
 from automl.trials import rundir
 
@@ -36,6 +40,7 @@ def ui(
     output: Path = typer.Option(Path("runs"), "--output", "-o", help="Folder holding the run folders."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for everyone)."),
     port: int = typer.Option(5000, "--port", "-p", help="Port; 0 picks a free one."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the address in a web browser too."),
 ) -> None:
     """Start the MLflow UI on a run's tracking store and print its address (Ctrl-C stops it)."""
     from automl.tracking import server
@@ -43,10 +48,12 @@ def ui(
     run_dir = _find_run(name, output)
     state = read_state(run_dir) or {}
     uri = state.get("tracking_uri") or default_tracking_uri(run_dir)
+    link = functools.partial(runs_table_url, experiment_id=state.get("experiment_id"),
+                             share_key=state.get("search_uid") if state.get("runs", {}).get(SEARCH) else None)
     if is_remote(uri):
-        experiment = state.get("experiment_id")
-        suffix = f"/#/experiments/{experiment}" if experiment else ""
-        print(f"{run_dir.name} is tracked on the server {uri}: open {uri.rstrip('/')}{suffix}")
+        print(f"{run_dir.name} is tracked on the server {uri}: open {link(uri)}")
+        if open_browser:
+            webbrowser.open(link(uri))
         return
     if not (run_dir / "mlflow.db").is_file():
         raise AutomlError(f"{run_dir}: no tracking store yet (mlflow.db); was the run started with tracking off?")
@@ -57,9 +64,9 @@ def ui(
     try:
         address = f"http://{host}:{port}"
         server.wait_healthy(address, proc)
-        experiment = state.get("experiment_id")
-        link = f"{address}/#/experiments/{experiment}" if experiment else address
-        print(f"MLflow UI for {run_dir.name}: {link}", flush=True)
+        print(f"MLflow UI for {run_dir.name}: {link(address)}", flush=True)
+        if open_browser:
+            webbrowser.open(link(address))
         print("press Ctrl-C to stop", flush=True)
         proc.wait()
         if proc.returncode not in (0, None):

@@ -369,7 +369,7 @@ def prepare_backend(setup: SearchSetup, backend: str | None,
 def run_search(setup: SearchSetup, *, backend: str | None = None, backend_options: Mapping[str, Any] | None = None,
                tracker: Any = None, progress: Progress | None = None,
                reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
-               tracking_uri: str | None = None, tracking: bool = True) -> dict[str, Any]:
+               tracking_uri: str | None = None, tracking: bool = True, force_champion: bool = False) -> dict[str, Any]:
     """Run the search end to end and return the summary. ``reeval_top``: a count or ``"auto"`` (what
     the CLI passes by default; see :func:`automl.search.promote.reeval_count`). ``backend_options`` go to
     the backend's constructor (``address`` for Ray)."""
@@ -383,7 +383,7 @@ def run_search(setup: SearchSetup, *, backend: str | None = None, backend_option
     header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
     header["backend"], header["backend_options"] = backend, options
     rundir.write_json(setup.run_dir / rundir.SEARCH_JSON, header)
-    tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking)
+    tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking, force_champion=force_champion)
     tracker.start_search(setup.run_dir, {
         "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
         "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,

@@ -418,7 +418,7 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
         if progress:
             progress.message(f"promoting trial {best.number} (epoch {best.best_epoch}, {setup.monitor.metric}={best.value:.4g})")
         promotion = promote(setup, best)
-        tracker.promoted(_brief(best) | {"promotion": promotion}, setup.run_dir / rundir.BEST)
+        tracker.promoted(_brief(best) | {"promotion": promotion, "evaluation": evaluation}, setup.run_dir / rundir.BEST)
     freed = 0
     if not setup.keep_checkpoints and best is not None:
         freed = cleanup_checkpoints(setup, records, keep={best.number})
@@ -449,4 +449,5 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
     rundir.write_summary_csv(setup.run_dir, records)
     rundir.write_json(setup.run_dir / rundir.BEST / "summary.json", summary)
     tracker.end_search(summary)
+    summary["tracking"] = tracker.describe()  # after end_search: run ids are known once delivered
     return summary

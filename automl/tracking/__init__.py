@@ -20,16 +20,19 @@ __all__ = ["NullTracker", "Tracker", "create_tracker", "resolve_tracking_uri", "
            "track_training_run", "tracking_enabled"]
 
 
-def create_tracker(run_dir: Path, tracking_uri: str | None = None, enabled: bool = True) -> Tracker:
+def create_tracker(run_dir: Path, tracking_uri: str | None = None, enabled: bool = True,
+                   force_champion: bool = False) -> Tracker:
     """The tracker a search or a plain training run uses.
 
     Default: MLflow with an embedded store inside ``run_dir``; ``tracking_uri`` points at a team server.
+    ``force_champion``: the promoted model takes the registry alias ``champion`` even when it does not
+    beat the current one.
     """
     if not tracking_enabled(enabled):
         return NullTracker()
     from automl.tracking.mlflow import MlflowTracker
 
-    return MlflowTracker(Path(run_dir), resolve_tracking_uri(tracking_uri))
+    return MlflowTracker(Path(run_dir), resolve_tracking_uri(tracking_uri), force_champion=force_champion)
 
 
 def tracking_enabled(enabled: bool = True) -> bool:

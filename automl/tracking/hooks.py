@@ -33,6 +33,10 @@ class Tracker:
     def end_search(self, summary: dict[str, Any]) -> None:
         """The search ended (finished, stopped, or failed); ``summary`` is what ``--json`` prints."""
 
+    def describe(self) -> dict[str, Any] | None:
+        """Where the search is recorded (tracking URI, run ids), for the summary; None: nowhere."""
+        return None
+
 
 class NullTracker(Tracker):
     """Records nothing."""

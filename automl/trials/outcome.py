@@ -3,8 +3,10 @@
 * :class:`FailureStreak`: ``--max-failures K`` failed trials in a row stop the search; any other
   outcome (complete, pruned, or paused at a rung: the trial trained fine) ends the streak. One message
   for both backends.
-* :func:`loss`, :func:`ranked`, :func:`best_so_far`: comparing values whatever the monitor's mode
-  (lower loss is better); ties go to the lower trial number (the earlier trial, the baseline first).
+* :func:`loss`, :func:`winner_key`, :func:`ranked`, :func:`best_so_far`: comparing values whatever the
+  monitor's mode (lower loss is better). The one rule for the winner, used by the controller, the
+  tracker and ``automl best``: best value, then the earlier best epoch, then the lower trial number
+  (the earlier trial, the baseline first).
 * :func:`folder_record`: a trial's record from its folder (``metrics.jsonl``, checkpoints, the
   totals of earlier stretches), what the worker writes as ``result.json`` and what a backend writes
   for a trial that could not (stopped, crashed, killed with the driver).
@@ -32,14 +34,23 @@ def loss(mode: str, value: float) -> float:
     return -value if mode == "max" else value
 
 
+def winner_key(mode: str, value: float, best_epoch: int | None = None, number: int | None = None) -> tuple:
+    """Sort key of the winner rule (smallest wins): best value, then earlier best epoch, then lower trial
+    number; an unknown epoch or number comes last among equals."""
+    inf = float("inf")
+    return (loss(mode, value), inf if best_epoch is None else int(best_epoch), inf if number is None else int(number))
+
+
 def ranked(items: Iterable[T], monitor: Monitor, value: Callable[[T], float] = lambda r: r.value) -> list[T]:
-    """``items`` best first by ``value(item)``; a stable sort, so ties keep their order (by number)."""
-    return sorted(items, key=lambda item: loss(monitor.mode, value(item)))
+    """``items`` best first by ``value(item)``, ties by :func:`winner_key` (items without ``best_epoch``
+    or ``number`` keep their order: a stable sort)."""
+    return sorted(items, key=lambda item: winner_key(monitor.mode, value(item), getattr(item, "best_epoch", None),
+                                                     getattr(item, "number", None)))
 
 
 def best_so_far(records: Iterable[TrialRecord], monitor: Monitor) -> TrialRecord | None:
     """The best trial with a value that did not fail (a paused or pruned one counts: its value was
-    measured); ties go to the lower trial number."""
+    measured); ties by :func:`winner_key`."""
     done = sorted((r for r in records if r.state != TrialState.FAILED and r.value is not None), key=lambda r: r.number)
     return ranked(done, monitor)[0] if done else None
 

@@ -16,9 +16,10 @@ outage or a crash safe:
 * a model version is looked up by its run key before one is created.
 
 One job a module: ``names`` (logical runs, statuses, MLflow's name rules), ``failures`` (what the
-spool retries), ``writer`` (operations -> MLflow calls), ``registry`` (the champion's model version),
-``model`` (the promoted model as an MLflow model), ``records`` (events -> metrics and tags), ``best``
-(the best trial so far), ``tracker`` (the search's hooks), ``training_run`` (``automl train``).
+spool retries), ``writer`` (operations -> MLflow calls), ``registry`` (the promoted model's logged
+model, version and alias: champion or challenger), ``model`` (the promoted model as an MLflow model),
+``records`` (events -> metrics and tags), ``best`` (the best trial so far), ``view`` (what the UI opens
+on), ``tracker`` (the search's hooks), ``training_run`` (``automl train``).
 """
 
 from __future__ import annotations

@@ -55,10 +55,43 @@ def save_model(best: dict[str, Any], best_dir: Path, model_dir: Path) -> str:
         import mlflow.onnx
         import onnx
 
-        mlflow.onnx.save_model(onnx.load(str(onnx_file)), str(model_dir),
+        model = onnx.load(str(onnx_file))
+        signature, example = onnx_signature(model, best.get("input_example"))
+        mlflow.onnx.save_model(model, str(model_dir), signature=signature, input_example=example,
                                pip_requirements=_requirements("onnx", "onnxruntime", "numpy"))
         return "onnx"
     return "files"
+
+
+def onnx_signature(model: Any, example: Any = None) -> tuple[Any, Any]:
+    """The ONNX graph's inputs and outputs as an MLflow signature (a dynamic dimension is -1), and an
+    input example: the plugin's, else zeros when only the batch dimension is dynamic (batch 1)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+    from onnx import helper
+
+    initializers = {i.name for i in model.graph.initializer}
+
+    def specs(values):
+        out = []
+        for v in values:
+            if v.name in initializers:
+                continue
+            tensor = v.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+            out.append((v.name, np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)), dims))
+        return out
+
+    inputs, outputs = specs(model.graph.input), specs(model.graph.output)
+    signature = ModelSignature(Schema([TensorSpec(t, tuple(d), n) for n, t, d in inputs]),
+                               Schema([TensorSpec(t, tuple(d), n) for n, t, d in outputs]))
+    if example is None and len(inputs) == 1 and inputs[0][2] and all(d > 0 for d in inputs[0][2][1:]):
+        name, dtype, dims = inputs[0]
+        example = {name: np.zeros([1, *dims[1:]], dtype=dtype)}
+    elif example is not None and len(inputs) == 1 and not isinstance(example, dict):
+        example = {inputs[0][0]: np.asarray(example, dtype=inputs[0][1])}
+    return signature, example
 
 
 def _save_pytorch(module: Any, example: Any, model_dir: Path) -> None:

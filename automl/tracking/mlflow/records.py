@@ -9,15 +9,22 @@ from typing import Any
 
 from automl.reporting import clean_float
 from automl.tracking.mlflow.names import flatten
+from automl.tracking.mlflow.view import SEARCH_TAG
 
 
 def search_tags(info: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     tags: dict[str, Any] = {f"automl.{k}": info[k] for k in ("model", "algorithm", "budget", "backend", "seed",
                                                              "monitor", "mode") if info.get(k) is not None}
     tags.update({"automl.kind": "search", "automl.run_dir": str(run_dir),
-                 "automl.command": info.get("command", ""), "mlflow.source.name": "automl run",
-                 "mlflow.note.content": _search_note(info)})
+                 "automl.command": info.get("command", ""), "mlflow.note.content": _search_note(info),
+                 **run_source_tags(info.get("name") or run_dir.name)})
     return tags
+
+
+def run_source_tags(search_name: str) -> dict[str, str]:
+    """Tags of every run of a search (parent and trials): the UI's "Source" column, and the search's
+    name the saved runs-table view filters on."""
+    return {"mlflow.source.name": "automl run", "mlflow.source.type": "LOCAL", SEARCH_TAG: search_name}
 
 
 def _search_note(info: dict[str, Any]) -> str:
@@ -68,12 +75,12 @@ def _evaluation_record(evaluation: dict[str, Any]) -> tuple[dict[str, float], di
 
 
 def champion_scores(evaluate_json: Path) -> dict[str, Any]:
-    """The promoted model's ``evaluate.json`` as ``champion/...`` metrics (none when it is missing)."""
+    """The promoted model's ``evaluate.json`` as ``automl.champion.<name>`` values (none when it is missing)."""
     try:
         evaluation = json.loads(Path(evaluate_json).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     if not isinstance(evaluation, dict):
         return {}
-    return {f"champion/{k}": v for k, v in flatten(evaluation).items()
+    return {f"automl.champion.{k}": v for k, v in flatten(evaluation).items()
             if clean_float(v) is not None and not isinstance(v, bool)}

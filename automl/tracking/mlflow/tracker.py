@@ -16,8 +16,10 @@ from automl.reporting import clean_metrics, read_metrics
 from automl.tracking.hooks import Tracker
 from automl.tracking.mlflow.best import BestTrial
 from automl.tracking.mlflow.model import module_from_plugin, save_model
-from automl.tracking.mlflow.names import CHAMPION, SEARCH, SEARCH_STATUS, STATUS, TRACKING_DIR, ms, run_key
-from automl.tracking.mlflow.records import champion_scores, numbers, outcome_tags, search_tags, summary_record
+from automl.tracking.mlflow.names import SEARCH, SEARCH_STATUS, STATUS, TRACKING_DIR, ms, run_key
+from automl.tracking.mlflow.records import (champion_scores, numbers, outcome_tags, run_source_tags, search_tags,
+                                           summary_record)
+from automl.tracking.mlflow.registry import evaluation_tags
 from automl.tracking.mlflow.writer import MlflowWriter
 from automl.tracking.spool import Delivery, DeliveryLock, Spool
 from automl.tracking.store import TrackingState
@@ -60,12 +62,14 @@ class MlflowTracker(Tracker):
     """
 
     def __init__(self, run_dir: Path, tracking_uri: str | None = None, *, plot_interval_s: float = 30.0,
-                 flush_timeout_s: float = 60.0, experiment: str | None = None, deliver: bool = True):
+                 flush_timeout_s: float = 60.0, experiment: str | None = None, deliver: bool = True,
+                 force_champion: bool = False):
         self.run_dir = Path(run_dir).resolve()
         self.state = TrackingState(self.run_dir, tracking_uri, experiment)
         self.writer = MlflowWriter(self.state, plot_interval_s)
         self.spool = Spool(self.run_dir)
         self.plot_interval_s = plot_interval_s
+        self.force_champion = force_champion
         self.flush_timeout_s = flush_timeout_s
         self.writer.prepare()
         self.delivery = Delivery(self.spool, self.writer.send, self._tell_offline, on_orphaned=self._orphaned)
@@ -86,7 +90,6 @@ class MlflowTracker(Tracker):
         self._failed_hooks: set[str] = set()
         self._open_trials: set[int] = set()
         self._search_open = False
-        self._last_finished: int | None = None
         self._closed = False
 
     @property
@@ -119,7 +122,7 @@ class MlflowTracker(Tracker):
             self.state.experiment = info.get("experiment") or f"automl-{info.get('model', 'search')}"
             self.state.save()
         self.submit("open", key=SEARCH, name=info.get("name") or self.run_dir.name,
-                    tags=search_tags(info, self.run_dir))
+                    tags=search_tags(info, self.run_dir), view=info.get("name") or self.run_dir.name)
         self.artifact(SEARCH, info.get("base_spec") or self.run_dir / rundir.BASE_SPEC, "search")
         self.artifact(SEARCH, info.get("space") or self.run_dir / rundir.SPACE_JSON, "search")
         self.artifact(SEARCH, self.run_dir / rundir.SEARCH_JSON, "search")
@@ -132,7 +135,7 @@ class MlflowTracker(Tracker):
         self._open_trials.add(number)
         self.submit("open", key=run_key(number), parent=SEARCH, name=f"trial-{number:04d}",
                     tags={"automl.trial_number": number, "automl.trial_dir": str(Path(trial_dir).resolve()),
-                          "automl.state": "running"},
+                          "automl.state": "running", **run_source_tags(self.info.get("name") or self.run_dir.name)},
                     params=params)
 
     @_never_raises
@@ -166,14 +169,13 @@ class MlflowTracker(Tracker):
         self.submit("close", key=key, status=STATUS.get(state, "FAILED"))
         self._sent_epochs.pop(number, None)
         self._open_trials.discard(number)
-        self._last_finished = number
-        self.best.trial_finished(number, state, value)
+        self.best.trial_finished(number, state, value, result.get("best_epoch"))
         self._request_plots()
 
     @_never_raises
     def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         if best is not None:
-            self.best.controller_says(best, self._last_finished)
+            self.best.controller_says(best)
         self._request_plots()
 
     @_never_raises
@@ -181,6 +183,8 @@ class MlflowTracker(Tracker):
         best_dir = Path(best_dir)
         number = best.get("number", best.get("trial"))
         key = run_key(int(number)) if number is not None else SEARCH
+        if number is not None:  # the promoted trial is the winner: the best tags agree with the registry
+            self.best.controller_says({"number": number, "value": best.get("value")})
         self._promotions += 1
         model_dir = self.run_dir / TRACKING_DIR / "promoted_model"
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -190,17 +194,35 @@ class MlflowTracker(Tracker):
         for name in PROMOTED_FILES:
             self.artifact(key, best_dir / name, "promoted")
         scores = champion_scores(best_dir / "evaluate.json")
-        if scores:
-            self.submit("metrics", key=SEARCH, step=0, metrics=scores)
+        if scores:  # tags, not metrics: single values would open the chart view as bars before the curves
+            self.submit("tags", key=SEARCH, tags=scores)
         model = self.info.get("model") or best.get("model") or "model"
         tags = {"automl.search": self.info.get("name") or self.run_dir.name,
                 "automl.trial_number": number, "automl.value": best.get("value"),
-                "automl.monitor": self.monitor, "automl.flavor": flavor, "automl.run_dir": str(self.run_dir)}
+                "automl.monitor": self.monitor, "automl.flavor": flavor, "automl.run_dir": str(self.run_dir),
+                **self._evaluation_tags(best)}
         self.submit("register", key=key, model_dir=str(model_dir) if flavor != "files" else None,
-                    artifact_path="model" if flavor != "files" else "promoted", name=model, alias=CHAMPION,
+                    artifact_path="model" if flavor != "files" else "promoted", name=model,
                     tags={k: v for k, v in tags.items() if v is not None}, promotion=self._promotions,
+                    force=self.force_champion,
                     description=f"promoted from search {tags['automl.search']}, trial {number}")
         self.submit("tags", key=SEARCH, tags={"automl.champion_trial": number, "automl.registered_model": model})
+
+    def _evaluation_tags(self, best: dict[str, Any]) -> dict[str, str]:
+        """What ``champion`` is decided on: the winner's evaluation on the held-out split (its mean over
+        seeds), else its validation value."""
+        evaluation = best.get("evaluation") or {}
+        held_out = evaluation_tags(evaluation.get("metric"), evaluation.get("split"), evaluation.get("mode"),
+                                   (evaluation.get("best") or {}).get("mean"))
+        return held_out or evaluation_tags(self.monitor, "validation", self.best.mode, best.get("value"))
+
+    def describe(self) -> dict[str, Any]:
+        """Where the search is recorded, for the ``--json`` summary (run ids once delivered)."""
+        runs = dict(self.state.runs)
+        return {"tracking_uri": self.tracking_uri, "experiment_id": self.state.experiment_id,
+                "parent_run_id": runs.pop(SEARCH, None),
+                "trial_run_ids": {k.split("/", 1)[1]: v for k, v in runs.items() if k.startswith("trial/")},
+                "registered": self.state.registered or None, "pending_events": len(self.spool.pending())}
 
     @_never_raises
     def end_search(self, summary: dict[str, Any]) -> None:
@@ -216,11 +238,15 @@ class MlflowTracker(Tracker):
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
         self.artifact(SEARCH, summary_path, "search")
-        self.artifact(SEARCH, self.run_dir / "summary.csv", "search")
+        # summary.csv comes with the final plots (same format as the run folder's): one table, at the top
         scores, tags, status = summary_record(summary)
         if scores:
             self.submit("metrics", key=SEARCH, step=0, metrics=scores)
         self.submit("tags", key=SEARCH, tags=tags)
+        from automl.tracking.plots import evaluation_plot
+
+        # drawn into the plots folder, so the final plots operation uploads it with the others
+        evaluation_plot(summary.get("evaluation") or {}, Path(self._plot_args()["out"]) / "baseline_vs_winner.png")
         self.submit("plots", key=SEARCH, force=True, **self._plot_args())
         self.submit("close", key=SEARCH, status=SEARCH_STATUS.get(status, "KILLED"))
 

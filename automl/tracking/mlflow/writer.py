@@ -13,6 +13,7 @@ from typing import Any
 from automl.tracking.mlflow.failures import HTTP_ENV_DEFAULTS, is_transient, short_reason
 from automl.tracking.mlflow.names import key_name, ms, param_value, tag_value
 from automl.tracking.mlflow.registry import register_champion
+from automl.tracking.mlflow.view import experiment_tags
 from automl.tracking.spool import Batch, TransientError
 from automl.tracking.store import TrackingState, ensure_embedded_store
 
@@ -121,6 +122,9 @@ class MlflowWriter:
         self.state.set_run(e["key"], run_id)
         if e.get("params"):
             self._params(run_id, e["params"])
+        if e.get("view"):
+            for key, value in experiment_tags(e["view"], self.state.search_uid).items():
+                client.set_experiment_tag(experiment_id, key, value)
 
     def _op_close(self, e: dict[str, Any]) -> None:
         self.client.set_terminated(self._run_id(e["key"]), status=e["status"], end_time=e.get("ts"))
@@ -160,14 +164,14 @@ class MlflowWriter:
         from automl.tracking import plots
 
         out = Path(e["out"])
-        plots.render(Path(e["run_dir"]), out, e.get("monitor"), e.get("mode", "max"))
+        plots.render(Path(e["run_dir"]), out, e.get("monitor"), e.get("mode", "max"), html=bool(e.get("force")))
         run_id = self._run_id(e["key"])
         for file in sorted(out.iterdir()):
             self.client.log_artifact(run_id, str(file), "plots" if file.suffix != ".csv" else None)
         self._last_plot = time.monotonic()  # only once uploaded: a failed upload is redrawn on retry
 
     def _op_register(self, e: dict[str, Any]) -> None:
-        register_champion(self.client, self.state, e, self._run_id(e["key"]))
+        register_champion(self.client, self.state, e, self._run_id(e["key"]), self._experiment_id())
 
     # -- values ---------------------------------------------------------------------------------------
     def _metrics(self, batch: Batch) -> None:
