@@ -102,7 +102,29 @@ def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mappi
         space = compile_space(schema, include=include, fixed=dict(base_spec))
         space.warnings.extend(f"{name}: the spec's '{value}' is not among the searched choices; kept fixed"
                               for name, value in kept.items())
+    _check_fixed_relations(schema, space, base_spec)
     return space
+
+
+def _check_fixed_relations(schema: Any, space: Any, base_spec: Mapping[str, Any]) -> None:
+    """A relation between two values the search does not vary (e.g. ``train.batch_size`` a multiple of
+    and greater than ``dataset.num_instance``: at least 2 classes per batch, else the triplet loss is
+    exactly 0) would fail in every trial: refuse the search before it starts."""
+    searched = set(space.names)
+    for leaf in schema.leaves.values():
+        if leaf.condition is None or leaf.name in searched or len(leaf.depends_on) != 1:
+            continue
+        parent = leaf.depends_on[0]
+        if parent in searched:
+            continue
+        value, other = (get_dotted(base_spec, n, schema.default_value(n)) for n in (leaf.name, parent))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, other)):
+            continue
+        for clause in leaf.condition.relations():
+            if not clause.holds(value, other):
+                rule = "a multiple of" if clause.op == "/" else clause.op
+                raise AutomlError(f"{schema.path}: {leaf.name}={value} must be {rule} {parent}={other} "
+                                  f"(math_cond '{leaf.condition.text}'); change one of them")
 
 
 def resolve_setup(
