@@ -163,6 +163,8 @@ def run(
                                                                 "keeps the search's own backend and --address."),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address, auto or HOST:PORT (default: a private local Ray)."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
+    space_source: str = typer.Option("project", "--space", help="project: the schema's selection; tao: exactly what "
+                                     "TAO's AutoML searches (`automl space show` marks both)."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
     from automl.search.controller import plain_training_spec, resolve_setup, run_search
@@ -188,7 +190,8 @@ def run(
                           trials_per_gpu=trials_per_gpu, storage=storage, seed=seed, name=name, output=output,
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
-                          max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
+                          max_failures=max_failures, settings=_settings(list(setting or [])), command=command,
+                          space_source=space_source)
     console.print(f"search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     progress = LiveProgress(console)

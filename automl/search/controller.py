@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
-from automl.errors import AutomlError
+from automl.errors import AutomlError, did_you_mean
 from automl.plugins import Monitor, get_trainer
 from automl.trials import rundir
 from automl.trials import algorithms
@@ -57,8 +57,9 @@ def parse_objectives(text: str | None, plugin: Any) -> list[Monitor]:
     return out
 
 
-def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """TAO's AutoML settings may come in the spec (top level or under ``automl:``) or as overrides."""
+def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any], source: str = "the spec") -> dict[str, Any]:
+    """TAO's AutoML settings may come in the spec (top level or under ``automl:``) or as overrides;
+    each becomes the setting :data:`TAO_SETTINGS` names, and an unknown ``automl_*`` key is refused."""
     found: dict[str, Any] = {}
     section = spec.pop("automl", None)
     if isinstance(section, dict):
@@ -71,26 +72,75 @@ def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         bare = key.removeprefix("automl.")
         if bare.startswith("automl_") or key.startswith("automl."):
             found[bare if bare.startswith("automl_") else f"automl_{bare}"] = overrides.pop(key)
-    out = {}
-    for key, value in found.items():
-        if key == "automl_algorithm":
-            out["algorithm"] = value
-        elif key in TAO_SETTINGS:
-            out[TAO_SETTINGS[key]] = value
-        elif key in ("automl_enabled",):
-            out["enabled"] = value
-        else:
-            out[key.removeprefix("automl_")] = value
-    return out
+    # TAO's names, and ours with the automl_ prefix (``automl: {pruner: none}``)
+    known = {**TAO_SETTINGS, **{f"automl_{name}": name for name in algorithms.setting_names()}}
+    unknown = [key for key in found if key not in known]
+    if unknown:
+        raise AutomlError(f"{source}: {unknown[0]} is not a TAO AutoML setting this project honours"
+                          f"{did_you_mean(unknown[0], list(known))}; allowed: {', '.join(TAO_SETTINGS)} "
+                          f"and automl_<setting> for the settings of `automl algorithms`")
+    return {known[key]: value for key, value in found.items()}
 
 
-def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mapping[str, Any]):
+def _tao_switches(settings: dict[str, Any], keep_checkpoints: bool, source: str) -> tuple[list[str] | None, bool]:
+    """Take TAO's ``enabled``, ``hyperparameters`` and ``delete_intermediate_ckpt`` out of the settings:
+    (the names to search, or None for the schema's selection; whether to keep every trial's checkpoints)."""
+    enabled = settings.pop("enabled", True)
+    if not _as_bool(enabled, "automl_enabled"):
+        raise AutomlError(f"{source}: automl_enabled: false: `automl run` searches; to train once with this spec run "
+                          "`automl run --automl off` (or `automl train`), or set automl_enabled: true")
+    delete = settings.pop("delete_intermediate_ckpt", None)
+    keep = keep_checkpoints or (delete is not None and not _as_bool(delete, "automl_delete_intermediate_ckpt"))
+    names = settings.pop("hyperparameters", None)
+    if names is None:
+        return None, keep
+    if isinstance(names, str):
+        names = [n.strip().strip("'\"") for n in names.strip().strip("[]").split(",")]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names) or not names:
+        raise AutomlError(f"{source}: automl_hyperparameters: {names!r} must be a non-empty list of dotted parameter names, "
+                          "e.g. [train.optim.lr, train.batch_size]")
+    return list(dict.fromkeys(names)), keep
+
+
+SPACE_SOURCES = ("project", "tao")
+
+
+def _selection(plugin: Any, space_source: str, searched: list[str] | None) -> list[str] | None:
+    """The names to search exactly, or None for the schema's own selection."""
+    from automl.space import load_schema
+    from automl.space.selection import tao_selection
+
+    if space_source not in SPACE_SOURCES:
+        raise AutomlError(f"--space '{space_source}': allowed: {', '.join(SPACE_SOURCES)}")
+    if space_source == "project":
+        return searched
+    if searched is not None:
+        raise AutomlError("--space tao and automl_hyperparameters both choose the searched names; give one of them")
+    return tao_selection(load_schema(plugin.schema_path()))
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise AutomlError(f"{key}: {value!r} is not a boolean; allowed: true, false")
+
+
+def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mapping[str, Any],
+                        searched: list[str] | None = None):
     """The model's search space with the base spec as the fixed values (the baseline) and the names the
-    user pinned with ``key=value`` taken out of the search."""
+    user pinned with ``key=value`` taken out of the search. ``searched`` (TAO's ``automl_hyperparameters``):
+    exactly these names, instead of the schema's selection."""
     from automl.space import compile_space, load_schema
     from automl.space.params import CategoricalParam
 
     schema = load_schema(plugin.schema_path())
+    if searched is not None:
+        return _exact_space(schema, base_spec, [n for n in searched if n not in pinned])
     space = compile_space(schema, fixed=dict(base_spec))
     # A choice the spec makes outside what the space searches (e.g. model.backbone: resnet_50 where the
     # schema's weights search only the compact CPU backbones) is the user's decision: keep it fixed
@@ -102,6 +152,22 @@ def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mappi
         space = compile_space(schema, include=include, fixed=dict(base_spec))
         space.warnings.extend(f"{name}: the spec's '{value}' is not among the searched choices; kept fixed"
                               for name, value in kept.items())
+    _check_fixed_relations(schema, space, base_spec)
+    return space
+
+
+def _exact_space(schema: Any, base_spec: Mapping[str, Any], names: list[str]):
+    from automl.space import compile_space
+
+    unknown = [n for n in names if n not in schema.leaves]
+    if unknown:
+        raise AutomlError(f"automl_hyperparameters: '{unknown[0]}' is not a parameter of {schema.path}"
+                          f"{did_you_mean(unknown[0], list(schema.leaves))}")
+    space = compile_space(schema, include=names, fixed=dict(base_spec))
+    left_out = [n for n in names if n not in space.names]
+    if left_out:
+        why = "; ".join(f"{n}: {dict(space.skipped).get(n, 'not searchable')}" for n in left_out)
+        raise AutomlError(f"automl_hyperparameters: cannot search {', '.join(left_out)} ({why})")
     _check_fixed_relations(schema, space, base_spec)
     return space
 
@@ -152,8 +218,10 @@ def resolve_setup(
     max_failures: int = DEFAULT_MAX_FAILURES,
     settings: Mapping[str, Any] | None = None,
     command: str | None = None,
+    space_source: str = "project",
 ) -> SearchSetup:
-    """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet)."""
+    """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet).
+    ``space_source``: ``project`` (the schema's selection) or ``tao`` (exactly what TAO's AutoML searches)."""
     plugin = get_trainer(model)
     output = Path(output).resolve()
     if resume and not name:
@@ -168,6 +236,8 @@ def resolve_setup(
 
     cli_settings = dict(settings or {})
     base_spec, settings, data_dir = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
+    searched, keep_checkpoints = _tao_switches(settings, keep_checkpoints, str(spec_file or "the overrides"))
+    searched = _selection(plugin, space_source, searched)
 
     algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
     settings.pop("algorithm", None)
@@ -185,7 +255,7 @@ def resolve_setup(
     settings = algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs, budget=budget)
 
     # values the user fixed on the command line or in the spec are not searched
-    space = compile_model_space(plugin, base_spec, user_overrides)
+    space = compile_model_space(plugin, base_spec, user_overrides, searched)
 
     slots = make_slots(workers, parse_gpus(gpus), gpus_per_trial, trials_per_gpu)
     name = name or f"{model}-{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -245,7 +315,7 @@ def _base_spec(model: str, plugin: Any, spec_file: str | None, user_overrides: d
     (``--setting`` wins), the data keys and the ``key=value`` overrides, in that order."""
     base_spec = load_yaml(plugin.spec_template("train"))
     user_spec: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
-    tao = _pop_tao_settings(user_spec, user_overrides)
+    tao = _pop_tao_settings(user_spec, user_overrides, str(spec_file or "the overrides"))
     base_spec = deep_merge(base_spec, user_spec)
     settings = {**tao, **cli_settings}
     data_dir = None
@@ -369,7 +439,7 @@ def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[st
     spec = load_yaml(template)
     if spec_file:
         user = load_yaml(spec_file)
-        _pop_tao_settings(user, {})
+        _pop_tao_settings(user, {}, str(spec_file))
         spec = deep_merge(spec, user)
     if data:
         spec = apply_config(spec, plugin.data_keys(Path(data)))
