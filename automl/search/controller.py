@@ -82,9 +82,12 @@ def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any], source: s
     return {known[key]: value for key, value in found.items()}
 
 
-def _tao_switches(settings: dict[str, Any], keep_checkpoints: bool, source: str) -> tuple[list[str] | None, bool]:
+def _tao_switches(plugin: Any, settings: dict[str, Any], keep_checkpoints: bool, spec_file: str | None,
+                  space_source: str) -> tuple[list[str] | None, bool]:
     """Take TAO's ``enabled``, ``hyperparameters`` and ``delete_intermediate_ckpt`` out of the settings:
-    (the names to search, or None for the schema's selection; whether to keep every trial's checkpoints)."""
+    (the names to search, or None for the schema's selection; whether to keep every trial's checkpoints).
+    ``space_source``: ``project`` (the schema's selection) or ``tao`` (exactly what TAO's AutoML searches)."""
+    source = str(spec_file or "the overrides")
     enabled = settings.pop("enabled", True)
     if not _as_bool(enabled, "automl_enabled"):
         raise AutomlError(f"{source}: automl_enabled: false: `automl run` searches; to train once with this spec run "
@@ -93,13 +96,13 @@ def _tao_switches(settings: dict[str, Any], keep_checkpoints: bool, source: str)
     keep = keep_checkpoints or (delete is not None and not _as_bool(delete, "automl_delete_intermediate_ckpt"))
     names = settings.pop("hyperparameters", None)
     if names is None:
-        return None, keep
+        return _selection(plugin, space_source, None), keep
     if isinstance(names, str):
         names = [n.strip().strip("'\"") for n in names.strip().strip("[]").split(",")]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names) or not names:
         raise AutomlError(f"{source}: automl_hyperparameters: {names!r} must be a non-empty list of dotted parameter names, "
                           "e.g. [train.optim.lr, train.batch_size]")
-    return list(dict.fromkeys(names)), keep
+    return _selection(plugin, space_source, list(dict.fromkeys(names))), keep
 
 
 SPACE_SOURCES = ("project", "tao")
@@ -220,8 +223,7 @@ def resolve_setup(
     command: str | None = None,
     space_source: str = "project",
 ) -> SearchSetup:
-    """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet).
-    ``space_source``: ``project`` (the schema's selection) or ``tao`` (exactly what TAO's AutoML searches)."""
+    """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet)."""
     plugin = get_trainer(model)
     output = Path(output).resolve()
     if resume and not name:
@@ -236,8 +238,7 @@ def resolve_setup(
 
     cli_settings = dict(settings or {})
     base_spec, settings, data_dir = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
-    searched, keep_checkpoints = _tao_switches(settings, keep_checkpoints, str(spec_file or "the overrides"))
-    searched = _selection(plugin, space_source, searched)
+    searched, keep_checkpoints = _tao_switches(plugin, settings, keep_checkpoints, spec_file, space_source)
 
     algorithm = canonical(str(algorithm or settings.pop("algorithm", None) or "tpe"))
     settings.pop("algorithm", None)
@@ -253,9 +254,7 @@ def resolve_setup(
     algorithms.check_objectives(algorithm, len(objectives_list))
     algorithms.check_setting_names([k for k in cli_settings if k not in ("algorithm", "budget", "max_epochs")], algorithm)
     settings = algorithms.resolve_settings(algorithm, settings, max_epochs=max_epochs, budget=budget)
-
-    # values the user fixed on the command line or in the spec are not searched
-    space = compile_model_space(plugin, base_spec, user_overrides, searched)
+    space = compile_model_space(plugin, base_spec, user_overrides, searched)  # pinned names are not searched
 
     slots = make_slots(workers, parse_gpus(gpus), gpus_per_trial, trials_per_gpu)
     name = name or f"{model}-{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
