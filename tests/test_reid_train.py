@@ -169,9 +169,10 @@ def test_compact_backbones_build_and_unknown_names_list_them():
 
 
 def test_num_classes_mismatch_is_inferred_from_the_data(data, tmp_path, caplog):
+    # the whole train action with TAO's 751: tests/test_tao_templates.py
     with caplog.at_level(logging.WARNING, logger="automl.trainers.reid"):
-        out = plugin.train(tiny_spec(data, **{"dataset.num_classes": 751}), tmp_path)
-    assert out["num_classes"] == 32
+        datamodule = plugin.build_datamodule(tiny_spec(data, **{"dataset.num_classes": 751}))
+    assert datamodule.num_classes == 32
     assert any("dataset.num_classes is 751 but" in r.getMessage() and "using 32" in r.getMessage() for r in caplog.records)
 
 
