@@ -110,7 +110,7 @@ class MaeTrainer(TrainerPlugin):
 
     def train_summary(self, datamodule, module) -> dict[str, Any]:
         out = {"stage": datamodule.stage, "train_images": len(datamodule.train), "val_images": len(datamodule.val)}
-        if module.pretrained is not None:
+        if datamodule.stage == "finetune" or module.pretrained is not None:
             out["pretrained"] = module.pretrained
         return out
 
