@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from automl.errors import AutomlError, did_you_mean
 from automl.reporting import Reporter
+from automl.spec_keys import SpecKeys
 
 ENTRY_POINT_GROUP = "automl.trainers"
 ACTIONS = ("train", "evaluate", "inference", "export", "gen_trt_engine")
@@ -75,6 +76,10 @@ class TrainerPlugin(abc.ABC):
     #: and ``<spec_dir>/<name>/spec_template_<action>.yaml`` (the layout of search_spaces/). A plugin
     #: that keeps them elsewhere overrides the two methods instead.
     spec_dir: ClassVar[Path | None] = None
+
+    #: which TAO spec keys have no effect here (one warning) or are refused at some values
+    #: (:mod:`automl.spec_keys`); checked by :meth:`train` and :meth:`run_action`
+    spec_keys: ClassVar[SpecKeys | None] = None
 
     # -- metadata -----------------------------------------------------------------------------
     def schema_path(self) -> Path:
@@ -149,6 +154,7 @@ class TrainerPlugin(abc.ABC):
         """
         from automl.training.runner import fit, horizon, seed_from_spec
 
+        self.check_spec_keys(spec, "train")
         spec = self.train_spec(spec)
         seed_from_spec(spec)  # before anything is built: the initial weights follow train.seed too
         datamodule = self.build_datamodule(spec)
@@ -159,6 +165,10 @@ class TrainerPlugin(abc.ABC):
         result.update(monitor=monitor.metric, mode=monitor.mode, num_epochs=horizon(spec, None)[0],
                       **self.train_summary(datamodule, module))
         return result
+
+    def check_spec_keys(self, spec: Mapping[str, Any], action: str) -> list[str]:
+        """Refuse values this trainer cannot honour; warn once about keys with no effect here."""
+        return self.spec_keys.check(spec, action) if self.spec_keys is not None else []
 
     def train_spec(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         """The spec training runs on: defaults filled in, values the trainer cannot honour refused."""
@@ -195,6 +205,8 @@ class TrainerPlugin(abc.ABC):
     def run_action(self, action: str, spec: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
         if action not in ACTIONS:
             raise AutomlError(f"unknown action '{action}'; allowed: {', '.join(ACTIONS)}")
+        if action != "train":  # train checks in train(), which searches call directly
+            self.check_spec_keys(spec, action)
         return getattr(self, action)(spec, results_dir)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import tarfile
 from pathlib import Path
 
@@ -53,13 +55,16 @@ def test_scan_skips_non_images_and_names_the_key_for_bad_files(tmp_path):
         scan_folder("", "dataset.test_dataset_dir")
 
 
-def test_train_set_counts_identities_without_junk_and_distractors(tmp_path):
+def test_train_set_counts_identities_without_junk_and_distractors(tmp_path, caplog):
     folder = _touch(tmp_path / "train", ["0002_c1s1_000001_01.jpg", "0002_c2s1_000002_01.jpg", "0007_c1s1_000003_01.jpg",
                                          "-1_c1s1_000004_01.jpg", "0000_c2s1_000005_01.jpg"])
     train = load_train_set(folder, 2)
     assert train.num_classes == 2 and train.pids == [2, 7] and train.labels == [0, 0, 1]
-    with pytest.raises(AutomlError, match=r"dataset.num_classes is 751 but .* holds 2 identities; set dataset.num_classes=2"):
-        load_train_set(folder, 751)
+    # TAO users keep Market-1501's 751: the data's identity count wins, and the warning says so
+    with caplog.at_level(logging.WARNING, logger="automl.trainers.reid"):
+        assert load_train_set(folder, 751).num_classes == 2
+    assert [r.getMessage() for r in caplog.records if "num_classes" in r.getMessage()] == [
+        f"reid: dataset.num_classes is 751 but dataset.train_dataset_dir ('{folder}') holds 2 identities; using 2"]
 
 
 def test_tar_archives_are_read_like_folders(tmp_path):

@@ -169,6 +169,8 @@ def run(
     no_promote: bool = typer.Option(False, "--no-promote", help="Skip evaluate/export/TensorRT of the winner."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the command (spec, overrides, settings, storage, "
                                                           "backend) and say what would run; make no run folder."),
+    space_source: str = typer.Option("project", "--space", help="project: the schema's selection; tao: exactly what "
+                                     "TAO's AutoML searches (`automl space show` marks both)."),
 ) -> None:
     """Search hyperparameters of a model: trial 0 is its defaults, the best checkpoint is promoted."""
     from automl.search.controller import prepare_backend, resolve_setup, run_search
@@ -185,7 +187,8 @@ def run(
                           trials_per_gpu=trials_per_gpu, storage=storage, seed=seed, name=name, output=output,
                           data=data, resume=resume, time_budget=time_budget, trial_timeout=trial_timeout,
                           objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints,
-                          max_failures=max_failures, settings=_settings(list(setting or [])), command=command)
+                          max_failures=max_failures, settings=_settings(list(setting or [])), command=command,
+                          space_source=space_source)
     backend_options = {"address": address} if address else None
     prepare_backend(setup, backend, backend_options)  # refusals before the folder exists (run_search checks again)
     console.print(f"{'dry run (nothing written): ' if dry_run else ''}search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "

@@ -34,11 +34,21 @@ def _schema_path(model: str | None, schema: Path | None) -> Path:
     return Path(plugins.get_trainer(model).schema_path())
 
 
-def _compile(model: str | None, schema: Path | None, include: str | None):
+def _compile(model: str | None, schema: Path | None, include: str | None, space_source: str = "project"):
+    """The compiled space and TAO's own selection for the schema (None when it records none)."""
     from automl.space import compile_space, load_schema
+    from automl.space.selection import TAO_SELECTION_KEY, tao_selection
 
+    if space_source not in ("project", "tao"):
+        raise AutomlError(f"--space '{space_source}': allowed: project, tao")
+    loaded = load_schema(_schema_path(model, schema))
+    tao = tao_selection(loaded) if space_source == "tao" or TAO_SELECTION_KEY in loaded.data else None
     names = [s.strip() for s in include.split(",") if s.strip()] if include else None
-    return compile_space(load_schema(_schema_path(model, schema)), include=names)
+    if space_source == "tao":
+        if names:
+            raise AutomlError("--space tao and --include both choose the searched names; give one of them")
+        names = tao
+    return compile_space(loaded, include=names), tao
 
 
 @space_app.command("show")
@@ -48,11 +58,18 @@ def show(
     include: Optional[str] = typer.Option(None, "--include", help="Comma-separated dotted names to search instead of the schema's defaults."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     show_all: bool = typer.Option(False, "--all", help="List every skipped parameter, not only counts by reason."),
+    space_source: str = typer.Option("project", "--space", help="project: the schema's selection; tao: exactly "
+                                     "what TAO's AutoML searches for this model."),
 ) -> None:
-    """Every searched parameter (type, range or choices, scale, weights, condition) and what was skipped."""
-    space = _compile(model, schema, include)
+    """Every searched parameter (type, range or choices, scale, weights, condition), whether TAO's own
+    AutoML searches it, and what was skipped."""
+    space, tao = _compile(model, schema, include, space_source)
+    rows = space.describe()
+    tao_only = [n for n in tao or [] if n not in space.names]
+    for row in rows:
+        row["tao_searches"] = None if tao is None else row["name"] in tao
     if as_json:
-        print(json.dumps({"schema": space.schema_path, "params": space.describe(),
+        print(json.dumps({"schema": space.schema_path, "params": rows, "tao_only": tao_only,
                           "skipped": [{"name": n, "reason": r} for n, r in space.skipped],
                           "warnings": space.warnings}, default=str))
         return
@@ -64,11 +81,16 @@ def show(
     console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"search space: {space.schema_path} ({len(space)} searched)", show_lines=False)
     table.add_column("name", no_wrap=True)
-    for col in ("type", "range / choices", "scale", "weights", "condition"):
+    cols = ("type", "range / choices", "scale", "weights", "condition") + (("TAO searches this",) if tao else ())
+    for col in cols:
         table.add_column(col, overflow="fold")
-    for row in space.describe():
-        table.add_row(*(escape(str(row[k])) for k in ("name", "type", "range", "scale", "weights", "condition")))
+    for row in rows:
+        yes_no = (("yes" if row["tao_searches"] else "no"),) if tao else ()
+        table.add_row(*(escape(str(row[k])) for k in ("name", "type", "range", "scale", "weights", "condition")), *yes_no)
     console.print(table)
+    if tao_only:
+        console.print(f"TAO searches, this space does not ({len(tao_only)}): {', '.join(tao_only)} "
+                      f"(`automl run --space tao` searches exactly TAO's selection)")
     console.print(escape(LOG_RULE), style="dim")
     if show_all:
         skipped = Table(title=f"skipped ({len(space.skipped)})")
@@ -110,7 +132,7 @@ def sample(
         raise AutomlError(f"--backend '{backend}' is not known; allowed: {', '.join(BACKENDS)}")
     if fmt != "jsonl":
         raise AutomlError(f"--format '{fmt}' is not known; allowed: jsonl")
-    space = _compile(model, schema, include)
+    space, _ = _compile(model, schema, include)
     configs = sample_configs(space, n, seed, backend)
     out = sys.stdout
     for config in configs:

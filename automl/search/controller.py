@@ -21,7 +21,8 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor, get_trainer
 from automl.trials import rundir
 from automl.trials import algorithms
-from automl.trials.algorithms import TAO_SETTINGS, canonical
+from automl.trials.algorithms import canonical
+from automl.search.model_space import compile_model_space, pop_tao_settings, tao_switches
 from automl.trials.outcome import ranked
 from automl.trials.slots import make_slots, parse_gpus
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
@@ -57,52 +58,6 @@ def parse_objectives(text: str | None, plugin: Any) -> list[Monitor]:
     return out
 
 
-def _pop_tao_settings(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """TAO's AutoML settings may come in the spec (top level or under ``automl:``) or as overrides."""
-    found: dict[str, Any] = {}
-    section = spec.pop("automl", None)
-    if isinstance(section, dict):
-        for key, value in section.items():
-            found[key if key.startswith("automl_") else f"automl_{key}"] = value
-    for key in list(spec):
-        if key.startswith("automl_"):
-            found[key] = spec.pop(key)
-    for key in list(overrides):
-        bare = key.removeprefix("automl.")
-        if bare.startswith("automl_") or key.startswith("automl."):
-            found[bare if bare.startswith("automl_") else f"automl_{bare}"] = overrides.pop(key)
-    out = {}
-    for key, value in found.items():
-        if key == "automl_algorithm":
-            out["algorithm"] = value
-        elif key in TAO_SETTINGS:
-            out[TAO_SETTINGS[key]] = value
-        elif key in ("automl_enabled",):
-            out["enabled"] = value
-        else:
-            out[key.removeprefix("automl_")] = value
-    return out
-
-
-def compile_model_space(plugin: Any, base_spec: Mapping[str, Any], pinned: Mapping[str, Any]):
-    """The model's search space with the base spec as the fixed values (the baseline) and the names the
-    user pinned with ``key=value`` taken out of the search."""
-    from automl.space import compile_space, load_schema
-    from automl.space.params import CategoricalParam
-
-    schema = load_schema(plugin.schema_path())
-    space = compile_space(schema, fixed=dict(base_spec))
-    # A choice the spec makes outside what the space searches (e.g. model.backbone: resnet_50 where the
-    # schema's weights search only the compact CPU backbones) is the user's decision: keep it fixed
-    # instead of letting the baseline's repair and the sampler swap in another kind of model.
-    chosen = {p.name: (p, get_dotted(base_spec, p.name)) for p in space.params if isinstance(p, CategoricalParam)}
-    kept = {name: value for name, (p, value) in chosen.items() if value is not None and p.check(value, {})}
-    if any(name in space.names for name in pinned) or kept:
-        include = [n for n in space.names if n not in pinned and n not in kept]
-        space = compile_space(schema, include=include, fixed=dict(base_spec))
-        space.warnings.extend(f"{name}: the spec's '{value}' is not among the searched choices; kept fixed"
-                              for name, value in kept.items())
-    return space
 
 
 def resolve_setup(
@@ -130,6 +85,7 @@ def resolve_setup(
     max_failures: int = DEFAULT_MAX_FAILURES,
     settings: Mapping[str, Any] | None = None,
     command: str | None = None,
+    space_source: str = "project",
 ) -> SearchSetup:
     """Turn the CLI's arguments into a validated :class:`SearchSetup` (nothing written yet)."""
     plugin = get_trainer(model)
@@ -148,6 +104,7 @@ def resolve_setup(
 
     cli_settings = dict(settings or {})
     base_spec, settings, data_keys = _base_spec(model, plugin, spec_file, user_overrides, cli_settings, data, output)
+    searched, keep_checkpoints = tao_switches(plugin, settings, keep_checkpoints, spec_file, space_source)
 
     algorithm, budget, max_epochs, settings = _algorithm_settings(algorithm, budget, base_spec, settings, cli_settings)
     objectives_list = parse_objectives(objectives, plugin)
@@ -162,7 +119,7 @@ def resolve_setup(
     # every check passed: only now make the demo data (a cache under --output, kept for later runs)
     base_spec, data_dir = data_keys()
     # values the user fixed on the command line or in the spec are not searched
-    space = compile_model_space(plugin, base_spec, user_overrides)
+    space = compile_model_space(plugin, base_spec, user_overrides, searched)
 
     warm_configs: list[dict[str, Any]] = []
     if warm_start:
@@ -238,7 +195,7 @@ def _base_spec(model: str, plugin: Any, spec_file: str | None, user_overrides: d
     template = plugin.spec_template("train")
     base_spec = load_yaml(template)
     user_spec: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
-    tao = _pop_tao_settings(user_spec, user_overrides)
+    tao = pop_tao_settings(user_spec, user_overrides, str(spec_file or "the overrides"))
     base_spec = deep_merge(base_spec, user_spec)
     settings = {**tao, **cli_settings}
     if "max_epochs" in settings:
@@ -421,7 +378,7 @@ def plain_training_spec(*, model: str, spec_file: str | None, overrides: list[st
     spec = load_yaml(template)
     if spec_file:
         user = load_yaml(spec_file)
-        _pop_tao_settings(user, {})
+        pop_tao_settings(user, {}, str(spec_file))
         spec = deep_merge(spec, user)
     pinned = parse_overrides(overrides)
     # checked as `automl train` checks it (train_plain checks again with the data keys), before the

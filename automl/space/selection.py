@@ -94,3 +94,18 @@ def select(schema: Schema, include: Iterable[str] | None) -> tuple[list[str], li
         else:
             skipped.append((name, reason))
     return searched, skipped
+
+
+#: A schema of ours may record TAO's own ``automl_default_parameters`` for the same model under this
+#: key: what TAO's AutoML searches, shown next to our selection and searched by ``--space tao``.
+TAO_SELECTION_KEY = "tao_automl_default_parameters"
+
+
+def tao_selection(schema: Schema) -> list[str]:
+    names = schema.data.get(TAO_SELECTION_KEY) if isinstance(schema.data, dict) else None
+    if not isinstance(names, list) or not names:
+        raise SpecError(f"{schema.path}: records no TAO selection ({TAO_SELECTION_KEY}); --space tao needs it")
+    unknown = [n for n in names if n not in schema.leaves]
+    if unknown:
+        raise SpecError(f"{schema.path}: {TAO_SELECTION_KEY} names '{unknown[0]}', which is not a parameter here")
+    return [str(n) for n in names]

@@ -145,9 +145,14 @@ MULTI_FIDELITY = tuple(a.name for a in REGISTRY.values() if a.fidelity == "multi
 MULTI_OBJECTIVE = tuple(a.name for a in REGISTRY.values() if a.multi_objective)
 #: TAO's names and common spellings
 ALIASES = {alias: a.name for a in REGISTRY.values() for alias in a.aliases}
-#: TAO's AutoML settings and what they mean here
-TAO_SETTINGS = {"automl_max_recommendations": "budget", "automl_max_epochs": "max_epochs",
-                "automl_reduction_factor": "reduction_factor", "automl_min_epochs": "min_epochs"}
+#: TAO's AutoML settings (in a spec, top level or under ``automl:``, or as ``automl_*=`` overrides) and
+#: the setting each becomes here; any other ``automl_*`` key is refused. ``hyperparameters`` (the
+#: names to search, exactly), ``delete_intermediate_ckpt`` (false: keep every trial's checkpoints)
+#: and ``enabled`` (false: refused, `automl run --automl off` trains once) are read by the controller.
+TAO_SETTINGS = {"automl_algorithm": "algorithm", "automl_max_recommendations": "budget",
+                "automl_max_epochs": "max_epochs", "automl_reduction_factor": "reduction_factor",
+                "automl_min_epochs": "min_epochs", "automl_hyperparameters": "hyperparameters",
+                "automl_delete_intermediate_ckpt": "delete_intermediate_ckpt", "automl_enabled": "enabled"}
 
 
 def canonical(name: str) -> str:
@@ -171,6 +176,11 @@ def check_objectives(algorithm: str, n_objectives: int) -> None:
     if n_objectives > 1 and not REGISTRY[algorithm].multi_objective:
         raise AutomlError(f"--objectives with {n_objectives} metrics needs --algorithm "
                           f"{' or '.join(MULTI_OBJECTIVE)}; '{algorithm}' optimises one metric")
+
+
+def setting_names() -> list[str]:
+    """Every ``--setting`` name (any algorithm's, and the common ones)."""
+    return [*SETTINGS, *COMMON_SETTINGS]
 
 
 def check_setting_names(names: Iterable[str], algorithm: str) -> None:

@@ -230,10 +230,28 @@ def build_mae(spec: Mapping[str, Any]) -> nn.Module:
     if kwargs["decoder_depth"] < 1:
         raise AutomlError(f"model.decoder_depth must be >= 1, got {kwargs['decoder_depth']}")
     if hasattr(encoder, "patch_embed") and hasattr(encoder, "blocks"):
-        return ViTMAE(encoder, **kwargs)
-    if hasattr(encoder, "stem") and hasattr(encoder, "stages"):
-        return ConvNeXtMAE(encoder, **kwargs)
-    raise AutomlError(f"model.arch '{model.get('arch')}': no MAE for this encoder family")
+        mae: nn.Module = ViTMAE(encoder, **kwargs)
+    elif hasattr(encoder, "stem") and hasattr(encoder, "stages"):
+        mae = ConvNeXtMAE(encoder, **kwargs)
+    else:
+        raise AutomlError(f"model.arch '{model.get('arch')}': no MAE for this encoder family")
+    _check_patches(spec, mae.patch)
+    return mae
+
+
+#: fewer patches than this and masking 75 % of them hides nothing (1 patch) or nearly all: both
+#: losses are then exactly 0 or meaningless, so such an input size is refused
+MIN_PATCHES = 4
+
+
+def _check_patches(spec: Mapping[str, Any], patch: int) -> None:
+    size = int(spec.get("dataset", {}).get("augmentation", {}).get("input_size", 224))
+    patches = (size // patch) ** 2
+    if patches < MIN_PATCHES:
+        raise AutomlError(
+            f"dataset.augmentation.input_size {size} leaves {patches} patch{'es' if patches != 1 else ''} of {patch} px "
+            f"for model.arch '{spec.get('model', {}).get('arch')}'; MAE masks patches and needs at least {MIN_PATCHES}: "
+            f"use input_size >= {2 * patch}")
 
 
 def encoder_state(mae_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -112,6 +112,10 @@ class PretrainModule(_MaeBase):
     def __init__(self, spec: Mapping[str, Any], class_names: list[str] | None = None):
         super().__init__(spec)
         self.mae = build_mae(self.spec)
+        # continued pretraining starts from these encoder weights (our pretrain or finetune checkpoint,
+        # or a timm state dict); a missing file is an error, never a silent fresh start
+        path = str(self.train_cfg.get("pretrained_model_path") or "").strip()
+        self.pretrained = load_encoder_weights(self.mae.encoder, path) if path else None
         self.mask_ratio = float(self.train_cfg.get("mask_ratio", 0.75))
         if not 0.0 < self.mask_ratio < 1.0:
             raise AutomlError(f"train.mask_ratio must be in (0, 1), got {self.mask_ratio}")

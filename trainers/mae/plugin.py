@@ -13,6 +13,7 @@ from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
 from automl.reporting import FileReporter, Reporter
 from automl.spec import apply_config
+from automl.spec_keys import TAO_PLUMBING, Refusal, SpecKeys
 from automl.training.checkpoints import checkpoint_or_trained, load_automl_checkpoint, strip_prefix
 from trainers import SEARCH_SPACES
 from trainers.mae import synth
@@ -46,6 +47,13 @@ class MaeTrainer(TrainerPlugin):
     metrics = ("val_recon_loss", "knn_accuracy", "val_top1", "val_loss")
     evaluation_metric = "val_accuracy"  # what evaluate logs for both stages (finetune top-1, pretrain k-NN)
     spec_dir = SEARCH_SPACES
+    spec_keys = SpecKeys(
+        "mae", ignored=(*TAO_PLUMBING, "train.optim.monitor_name"),
+        refused=(Refusal("train.accum_grad_batches", (1,), "raise dataset.batch_size or train.num_gpus instead"),
+                 Refusal("train.distributed_strategy", ("ddp",), "multi-GPU training runs Lightning's DDP"),
+                 Refusal("export.format", ("onnx",), "export writes ONNX"),
+                 Refusal("export.input_channel", (3,), "the models read RGB images")),
+        pretrained=("train.pretrained_model_path",))
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
@@ -94,15 +102,6 @@ class MaeTrainer(TrainerPlugin):
         return {**info["finetune_keys"], "train.stage": "finetune", "dataset.augmentation.input_size": int(info["size"])}
 
     # -- actions ------------------------------------------------------------------------------
-    def train_spec(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
-        train_cfg = spec.get("train") or {}
-        if int(train_cfg.get("accum_grad_batches", 1) or 1) != 1:
-            raise AutomlError("train.accum_grad_batches > 1 is not supported by this trainer yet; raise "
-                              "dataset.batch_size or train.num_gpus instead")
-        if str(train_cfg.get("distributed_strategy", "ddp")) != "ddp":
-            raise AutomlError(f"train.distributed_strategy '{train_cfg.get('distributed_strategy')}' is not supported; allowed: ddp")
-        return spec
-
     def build_datamodule(self, spec: Mapping[str, Any]):
         from trainers.mae.data import MaeDataModule
 
@@ -126,7 +125,7 @@ class MaeTrainer(TrainerPlugin):
 
     def train_summary(self, datamodule, module) -> dict[str, Any]:
         out = {"stage": datamodule.stage, "train_images": len(datamodule.train), "val_images": len(datamodule.val)}
-        if datamodule.stage == "finetune":
+        if datamodule.stage == "finetune" or module.pretrained is not None:
             out["pretrained"] = module.pretrained
         return out
 

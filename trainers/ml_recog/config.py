@@ -4,18 +4,16 @@ one warning, backbone names mapped to timm."""
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from automl.errors import AutomlError
 from automl.spec import get_dotted, load_yaml
+from automl.spec_keys import TAO_PLUMBING, SpecKeys
 from trainers import SEARCH_SPACES
 
 TEMPLATE_DIR = SEARCH_SPACES / "ml_recog"
 MONITOR = "val Precision at Rank 1"
-
-log = logging.getLogger("automl.trainers.ml_recog")
 
 #: TAO backbone names -> timm model names. ``None``: TAO has it, timm does not (error, listing the rest).
 BACKBONES: dict[str, str | None] = {
@@ -44,12 +42,11 @@ BACKBONES: dict[str, str | None] = {
 }
 AVAILABLE_BACKBONES = tuple(k for k, v in BACKBONES.items() if v)
 
-#: Keys a TAO spec carries that have no effect here (named in one warning, never an error).
-IGNORED_KEYS = (
-    "encryption_key", "model_name", "wandb", "dataset.class_map", "train.results_dir", "evaluate.results_dir",
-    "inference.results_dir", "gen_trt_engine.results_dir", "evaluate.trt_engine", "inference.trt_engine",
-    "export.gpu_id", "export.on_cpu", "export.results_dir", "evaluate.num_nodes", "inference.num_nodes",
-)
+#: TAO keys with no effect here (named in one warning, never an error). ``<action>.results_dir`` is
+#: not among them: ``automl <action>`` writes there.
+SPEC_KEYS = SpecKeys("ml_recog", ignored=(*TAO_PLUMBING, "dataset.class_map"),
+                     pretrained=("model.pretrained_model_path", "model.pretrained_trunk_path",
+                                 "model.pretrained_embedder_path"))
 
 
 def timm_name(backbone: str) -> str:
@@ -74,17 +71,9 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _present(spec: Mapping[str, Any], key: str) -> bool:
-    sentinel = object()
-    return get_dotted(spec, key, sentinel) is not sentinel
-
-
 def resolve(spec: Mapping[str, Any], action: str = "train") -> dict[str, Any]:
     """The full spec for ``action``: the train template's defaults, then the action template's, then
-    the user's values. Warns once about TAO-only keys."""
-    ignored = [k for k in IGNORED_KEYS if _present(spec, k)]
-    if ignored:
-        log.warning("ml_recog: these spec keys have no effect here and are ignored: %s", ", ".join(ignored))
+    the user's values (TAO-only keys are named by :data:`SPEC_KEYS`, checked once per action)."""
     out = template("train")
     if action != "train" and (TEMPLATE_DIR / f"spec_template_{action}.yaml").is_file():
         _merge(out, template(action))

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from automl.errors import AutomlError
 from automl.plugins import Monitor, TrainerPlugin
+from automl.spec_keys import SpecKeys
 from trainers.ml_recog import config
 
 SPLITS = {
@@ -27,6 +28,7 @@ class MLRecogPlugin(TrainerPlugin):
                                           "train_loss")
     evaluation_metric: ClassVar[str | None] = "Precision at Rank 1"
     spec_dir: ClassVar[Path | None] = config.SEARCH_SPACES
+    spec_keys: ClassVar[SpecKeys | None] = config.SPEC_KEYS
 
     # -- data -----------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:

@@ -14,11 +14,14 @@ DukeMTMC-reID names (``0001_c2_f0046182.jpg``) are read too.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from automl.errors import AutomlError
+
+log = logging.getLogger("automl.trainers.reid")
 
 JUNK_PID = -1
 DISTRACTOR_PID = 0
@@ -109,13 +112,12 @@ class TrainSet:
 
 def load_train_set(folder: str | Path, num_classes: int | None, key: str = "dataset.train_dataset_dir") -> TrainSet:
     """The training identities, relabelled 0..N-1. Junk and distractor images carry no identity and
-    are left out. ``num_classes`` (``dataset.num_classes``) must equal N."""
+    are left out. The classifier gets N outputs whatever ``num_classes`` (``dataset.num_classes``)
+    says: TAO specs keep Market-1501's 751, so a different value is corrected and named, not refused."""
     images = [im for im in scan_folder(folder, key) if im.pid > 0]
     pids = sorted({im.pid for im in images})
     if num_classes is not None and int(num_classes) != len(pids):
-        raise AutomlError(
-            f"dataset.num_classes is {num_classes} but {key} ('{folder}') holds {len(pids)} identities; "
-            f"set dataset.num_classes={len(pids)}"
-        )
+        log.warning("reid: dataset.num_classes is %s but %s ('%s') holds %d identities; using %d",
+                    num_classes, key, folder, len(pids), len(pids))
     index = {pid: i for i, pid in enumerate(pids)}
     return TrainSet(images, [index[im.pid] for im in images], pids)

@@ -16,6 +16,7 @@ from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
 from automl.errors import AutomlError
+from automl.spec_keys import TAO_PLUMBING, Refusal, SpecKeys
 from automl.training.backbones import COMPACT_BACKBONES  # importing it registers them with timm
 from automl.training.checkpoints import load_automl_checkpoint, load_matching_weights, load_state_dict, strip_prefix
 
@@ -27,19 +28,25 @@ TAO_BACKBONES = {
 }
 
 
-# TAO's TransReID switches: accepted at their default (false) so TAO specs run, refused when turned on.
-UNSUPPORTED_SWITCHES = ("model.cos_layer", "model.gem_pooling", "model.stem_conv", "model.jpm", "model.sie_camera",
-                        "model.sie_view", "train.optim.large_fc_lr")
+# TAO's TransReID switches: accepted at their default (false) so TAO specs run, refused when turned on;
+# TransReID's other knobs have no effect on a CNN backbone and are named in one warning.
+_TRANSREID = "a TAO TransReID option; this trainer builds a CNN with BNNeck"
+SPEC_KEYS = SpecKeys(
+    "reid",
+    ignored=(*TAO_PLUMBING, "model.pretrain_hw_ratio", "model.drop_out", "model.att_drop_rate", "model.stride_size",
+             "model.shift_num", "model.shuffle_group", "model.devide_length", "model.re_arrange", "model.sie_coe",
+             "model.semantic_weight", "train.optim.warmup_epochs", "train.optim.cosine_margin",
+             "train.optim.cosine_scale", "train.optim.lr_monitor"),
+    refused=(*(Refusal(key, (False,), _TRANSREID) for key in (
+                 "model.cos_layer", "model.gem_pooling", "model.stem_conv", "model.jpm", "model.sie_camera",
+                 "model.sie_view", "train.optim.large_fc_lr")),
+             Refusal("model.input_channels", (3,), "it reads RGB images")),
+    pretrained=("model.pretrained_model_path",),
+)
 
 
 def check_supported(spec: Mapping[str, Any]) -> None:
-    for key in UNSUPPORTED_SWITCHES:
-        section, _, name = key.rpartition(".")
-        node: Any = spec
-        for part in section.split("."):
-            node = node.get(part, {}) if isinstance(node, Mapping) else {}
-        if isinstance(node, Mapping) and node.get(name):
-            raise AutomlError(f"{key}=true (a TAO TransReID option) is not supported by this trainer; set it to false")
+    SPEC_KEYS.refuse(spec)
 
 
 def timm_name(backbone: str) -> str:

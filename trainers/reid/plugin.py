@@ -18,7 +18,7 @@ from trainers.reid import synth
 from trainers.reid.data import ReidDataset, eval_transform, input_hw, loader
 from trainers.reid.market1501 import scan_folder
 from trainers.reid.metrics import require_scorable, retrieval_metrics, summary
-from trainers.reid.model import flip_embed, load_trained
+from trainers.reid.model import SPEC_KEYS, flip_embed, load_trained
 from trainers.reid.plots import plot_cmc, plot_matches
 
 PREDICTIONS_FILE = "inference_results.json"  # inference's ranked matches, unless inference.output_file says
@@ -53,6 +53,7 @@ class ReidTrainer(TrainerPlugin):
     metrics = ("cmc_rank_5", "cmc_rank_10", "mAP")
     evaluation_metric = "cmc_rank_1"
     spec_dir = SEARCH_SPACES
+    spec_keys = SPEC_KEYS
 
     # -- data ---------------------------------------------------------------------------------
     def make_dataset(self, out_dir: Path, *, seed: int = 0, **options: Any) -> dict[str, Any]:
