@@ -53,12 +53,25 @@ from automl.backends.optuna.workers import SlotWorker, WorkerDied
 class OptunaBackend(SearchBackend):
     name = "optuna"
 
+    def __init__(self, simulation: dict | None = None):
+        #: benchmarks/scale.py only: trials run in-process on a virtual clock (see .simulated)
+        self.simulation = simulation
+
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         search = _Search(setup, tracker, progress)
+        cluster = None
+        if self.simulation is not None:
+            from automl.backends.optuna.simulated import simulate
+
+            cluster = simulate(search, self.simulation)
         try:
             return search.run()
         finally:
             self.stop_reason = search.stop_reason
+            if cluster is not None:
+                from automl.backends.optuna.simulated import write_summary
+
+                write_summary(cluster, setup.run_dir)
 
 
 class _Search(Promotion, Recovery):
