@@ -49,6 +49,9 @@ class DecisionTimer:
     def __init__(self):
         self.ask: dict[int, float] = {}
         self.tell: dict[int, float] = {}
+        # the calling thread's CPU ms of the same calls: what a loaded host does not inflate
+        self.ask_cpu: dict[int, float] = {}
+        self.tell_cpu: dict[int, float] = {}
 
     def install(self) -> None:
         import optuna
@@ -59,17 +62,19 @@ class DecisionTimer:
         timer = self
 
         def timed_new_trial(self, *args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             job = new_trial(self, *args, **kwargs)
             if job is not None:
                 timer.ask[job.number] = 1000 * (time.perf_counter() - started)
+                timer.ask_cpu[job.number] = 1000 * (time.thread_time() - cpu)
             return job
 
         def timed_tell(self, trial, *args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             out = tell(self, trial, *args, **kwargs)
             number = trial if isinstance(trial, int) else trial.number
             timer.tell.setdefault(number, 1000 * (time.perf_counter() - started))
+            timer.tell_cpu.setdefault(number, 1000 * (time.thread_time() - cpu))
             return out
 
         search._Search._new_trial, optuna.study.Study.tell = timed_new_trial, timed_tell
@@ -82,9 +87,11 @@ class DecisionTimer:
         asks = [self.ask[k] for k in numbers]
         tells = [self.tell[k] for k in numbers if k in self.tell]
         both = [self.ask[k] + self.tell[k] for k in numbers if k in self.tell]
+        cpu = [self.ask_cpu[k] + self.tell_cpu[k] for k in numbers if k in self.tell_cpu]
         return {"trials": len(numbers), "ask_p50": percentile(asks, 50), "ask_p99": percentile(asks, 99),
                 "tell_p50": percentile(tells, 50), "tell_p99": percentile(tells, 99),
-                "decision_p50": percentile(both, 50), "decision_p99": percentile(both, 99)}
+                "decision_p50": percentile(both, 50), "decision_p99": percentile(both, 99),
+                "decision_cpu_p50": percentile(cpu, 50), "decision_cpu_p99": percentile(cpu, 99)}
 
 
 def setup_for(args, algorithm: str, resume: bool = False):
@@ -170,8 +177,10 @@ def verdicts(figures: dict) -> list[str]:
     lines = []
     decisions = [d for d in figures["decisions"].values() if d]
     last_n = max(int(n) for n, d in figures["decisions"].items() if d)
-    p99 = decisions[-1]["decision_p99"]
-    checks = [(f"p99 decision (ask + tell) at {last_n} trials", p99, "ms", "<=", TARGETS["p99_decision_ms_at_10k"]),
+    p99, p99_cpu = decisions[-1]["decision_p99"], decisions[-1]["decision_cpu_p99"]
+    checks = [(f"p99 decision (ask + tell) at {last_n} trials, wall", p99, "ms", "<=", TARGETS["p99_decision_ms_at_10k"]),
+              (f"p99 decision (ask + tell) at {last_n} trials, thread CPU", p99_cpu, "ms", "<=",
+               TARGETS["p99_decision_ms_at_10k"]),
               ("controller peak RSS", figures["peak_rss_mb"], "MB", "<=", TARGETS["rss_mb"]),
               ("--resume of the finished run", figures["resume"]["resume_s"], "s", "<=", TARGETS["resume_s"]),
               ("simulated utilisation while the budget had trials to start",
