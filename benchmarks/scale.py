@@ -173,6 +173,62 @@ def resume_search(args, algorithm: str) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+class CountingTracker:
+    """Passes every hook to the real tracker and counts the events (one per hook call, one per metric)."""
+
+    def __init__(self, tracker):
+        self.tracker, self.events = tracker, 0
+
+    def __getattr__(self, name):
+        hook = getattr(self.tracker, name)
+        if name not in ("start_search", "trial_started", "trial_epoch", "trial_finished", "search_progress",
+                        "promoted", "end_search"):
+            return hook
+
+        def counted(*args, **kwargs):
+            self.events += len(args[2]) if name == "trial_epoch" else 1
+            return hook(*args, **kwargs)
+        return counted
+
+
+def tracking_throughput(args, where: str) -> dict:
+    """MLflow events/s: a simulated random search (args.tracking_trials trials, 64 slots) with the real
+    tracker into the embedded store (``embedded``) or a local ``mlflow server`` (``server``), against
+    the same search untracked; run_search returns once the tracker has delivered everything."""
+    import tempfile
+
+    from automl.search.controller import resolve_setup, run_search
+    from automl.tracking import NullTracker, create_tracker
+    from automl.tracking import server as mlflow_server
+
+    proc, walls = None, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = None
+        if where == "server":
+            port = mlflow_server.free_port()
+            proc = mlflow_server.start_server(f"sqlite:///{tmp}/server.db", f"{tmp}/artifacts", "127.0.0.1", port,
+                                              Path(tmp) / "server.log")
+            uri = f"http://127.0.0.1:{port}"
+            mlflow_server.wait_healthy(uri, proc, 120)
+        try:
+            for tracked in (False, True):
+                setup = resolve_setup(model="toy", budget=args.tracking_trials, seed=args.seed, algorithm="random",
+                                      name=f"track-{tracked}", output=tmp, overrides=["train.num_epochs=9"],
+                                      command="benchmarks/scale.py")
+                tracker = CountingTracker(create_tracker(setup.run_dir, uri)) if tracked else NullTracker()
+                started = time.perf_counter()
+                run_search(setup, tracker=tracker, promote_best=False,
+                           backend_options={"simulation": {"seed": args.seed, "epoch_s": 60.0}})
+                walls[tracked] = time.perf_counter() - started
+        finally:
+            if proc is not None:
+                mlflow_server.stop_server(proc)
+    events = tracker.events
+    return {"store": where, "trials": args.tracking_trials, "events": events, "wall_tracked_s": round(walls[True], 2),
+            "wall_untracked_s": round(walls[False], 2), "events_per_s_overall": round(events / walls[True], 1),
+            "events_per_s_of_added_time": round(events / max(1e-9, walls[True] - walls[False]), 1)}
+
+
 def verdicts(figures: dict) -> list[str]:
     lines = []
     decisions = [d for d in figures["decisions"].values() if d]
@@ -204,15 +260,21 @@ def main(argv=None) -> int:
     parser.add_argument("--storage", default=None, help="--storage of the searches (default: the journal file)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "scale"))
+    parser.add_argument("--tracking-trials", type=int, default=300,
+                        help="trials of the MLflow throughput searches (0: skip them)")
+    parser.add_argument("--child-tracking", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-resume", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ["AUTOML_SIMULATED_GPUS"] = str(args.gpus)
-    if args.child or args.child_resume:
+    if args.child or args.child_resume or args.child_tracking:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        result = one_search(args, args.child) if args.child else resume_search(args, args.child_resume)
+        if args.child_tracking:
+            result = tracking_throughput(args, args.child_tracking)
+        else:
+            result = one_search(args, args.child) if args.child else resume_search(args, args.child_resume)
         print(json.dumps(result))
         return 0
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -224,6 +286,16 @@ def main(argv=None) -> int:
         (Path(args.out) / f"{algorithm}.json").write_text(json.dumps(figures, indent=2))
         lines += verdicts(figures)
         print("\n".join(verdicts(figures)), flush=True)
+    if args.tracking_trials:
+        report["mlflow"] = {}
+        for where in ("embedded", "server"):
+            _, out = timed_child([__file__, "--child-tracking", where, "--tracking-trials", str(args.tracking_trials),
+                                  "--gpus", str(args.gpus), "--seed", str(args.seed)])
+            report["mlflow"][where] = figures = json.loads(out.strip().splitlines()[-1])
+            lines.append(f"MLflow into the {where} store: {figures['events']} events, "
+                         f"{figures['events_per_s_overall']} events/s overall "
+                         f"({figures['events_per_s_of_added_time']} per second the tracking added)")
+            print(lines[-1], flush=True)
     report["summary"] = lines
     (Path(args.out) / "scale.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
