@@ -79,6 +79,18 @@ class DecisionTimer:
 
         search._Search._new_trial, optuna.study.Study.tell = timed_new_trial, timed_tell
 
+    def series(self, step: int = 100) -> list[list[float]]:
+        """[last trial, p50, p99 wall ms, p99 thread-CPU ms] of ask + tell per block of ``step`` trials."""
+        out = []
+        done = sorted(k for k in self.ask if k in self.tell)
+        for start in range(0, len(done), step):
+            block = done[start:start + step]
+            wall = [self.ask[k] + self.tell[k] for k in block]
+            cpu = [self.ask_cpu[k] + self.tell_cpu[k] for k in block]
+            out.append([block[-1] + 1, round(percentile(wall, 50), 2), round(percentile(wall, 99), 2),
+                        round(percentile(cpu, 99), 2)])
+        return out
+
     def at(self, n: int) -> dict[str, float] | None:
         """p50/p99 of ask, tell and ask + tell over trials numbered in (0.9 n, n]."""
         numbers = [k for k in self.ask if 0.9 * n < k + 1 <= n]
@@ -128,6 +140,7 @@ def one_search(args, algorithm: str) -> dict:
         "algorithm": algorithm, "trials": args.trials, "slots": len(setup.slots), "settings": args.setting,
         "wall_s": round(wall, 2), "trials_per_wall_s": round(args.trials / wall, 1),
         "decisions": {n: timer.at(n) for n in sorted({*CHECKPOINTS, args.trials}) if n <= args.trials},
+        "decision_series": timer.series(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "storage_bytes": storage.stat().st_size if storage.exists() else None,
         "run_dir_files": sum(len(files) for _, _, files in os.walk(setup.run_dir)),
@@ -251,6 +264,30 @@ def verdicts(figures: dict) -> list[str]:
     return lines
 
 
+def plot(paths: list[Path], out: Path) -> Path:
+    """p99 decision latency (wall) against the study's size, one line per search figures file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for path in paths:
+        figures = json.loads(Path(path).read_text())
+        label = f"{figures['algorithm']} {' '.join(figures.get('settings') or [])} ({figures.get('backend', 'optuna')})"
+        series = figures.get("decision_series") or [[int(n), d["decision_p50"], d["decision_p99"], d["decision_cpu_p99"]]
+                                                    for n, d in figures["decisions"].items() if d]
+        ax.plot([r[0] for r in series], [r[2] for r in series], label=label.strip())
+    ax.axhline(TARGETS["p99_decision_ms_at_10k"], color="grey", linestyle="--", label="target p99 <= 20 ms")
+    ax.set_xlabel("trials in the study")
+    ax.set_ylabel("p99 ask + tell, ms (wall, loaded 2-core host)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10000)
@@ -265,7 +302,12 @@ def main(argv=None) -> int:
     parser.add_argument("--child-tracking", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-resume", help=argparse.SUPPRESS)
+    parser.add_argument("--plot", nargs="+", metavar="FIGURES_JSON",
+                        help="only draw the latency plot of these <algorithm>.json files into --out/latency.png")
     args = parser.parse_args(argv)
+    if args.plot:
+        print(plot([Path(p) for p in args.plot], Path(args.out) / "latency.png"))
+        return 0
     os.environ["AUTOML_SIMULATED_GPUS"] = str(args.gpus)
     if args.child or args.child_resume or args.child_tracking:
         import optuna
