@@ -274,7 +274,8 @@ def plot(paths: list[Path], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for path in paths:
         figures = json.loads(Path(path).read_text())
-        label = f"{figures['algorithm']} {' '.join(figures.get('settings') or [])} ({figures.get('backend', 'optuna')})"
+        settings = figures.get("settings") or (["tpe_window=500 (default)"] if figures["algorithm"] == "tpe" else [])
+        label = f"{figures['algorithm']} {' '.join(settings)}, {figures['slots']} slots"
         series = figures.get("decision_series") or [[int(n), d["decision_p50"], d["decision_p99"], d["decision_cpu_p99"]]
                                                     for n, d in figures["decisions"].items() if d]
         ax.plot([r[0] for r in series], [r[2] for r in series], label=label.strip())
