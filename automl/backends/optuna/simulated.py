@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from automl.plugins import Monitor
 from automl.reporting import FileReporter, read_metrics
 from automl.testing.simulated import CurveModel
 from automl.trials import rundir
@@ -32,7 +33,6 @@ from automl.trials.outcome import folder_record
 from automl.trials.records import TrialState
 from automl.trials.rundir import PREVIOUS_RESULT
 from automl.trials.worker import prepare_trial_dir
-from automl.plugins import Monitor
 
 SUMMARY = "simulation.json"
 
@@ -51,7 +51,6 @@ class VirtualCluster:
         self.results: deque = deque()
         self.busy_s = 0.0
         self.intervals: list[tuple[float, float]] = []  # (start, end) of every job, virtual seconds
-        self.free_since: dict[int, float] = {}
         self.idle_with_budget_left = 0
         self.last_new_start = 0.0
         self.started_jobs = 0
@@ -184,8 +183,6 @@ class SimulatedWorker:
         self.epoch_s = cluster.model.epoch_seconds(self.config)
         self.started = cluster.now
         with cluster.cond:
-            free = cluster.free_since.pop(self.slot["index"], cluster.now)
-            assert free <= cluster.now
             cluster.started_jobs += 1
             if job.get("kind") == "new":
                 cluster.last_new_start = cluster.now
@@ -221,7 +218,6 @@ class SimulatedWorker:
         with cluster.cond:
             cluster.busy_s += duration
             cluster.intervals.append((self.started, cluster.now))
-            cluster.free_since[self.slot["index"]] = cluster.now
         self._outbox.append({"op": "done", "result": record.to_json()})
 
 
