@@ -1,5 +1,9 @@
 """The scale benchmark's simulated cluster (benchmarks/scale.py) at 500 trials on 8 simulated GPUs:
-no slot idles while the controller has a decision to make, and the run folder agrees with the study."""
+no slot idles while the controller has a decision to make, and the run folder agrees with the study.
+
+asha: its trials pause at rungs and resume from checkpoints, so the run folder has the most to get right
+(``result.prev.json``, checkpoints, metrics across stretches); it is also the quickest of the three
+algorithms the benchmark runs (TPE took ~50 s here on the loaded shared host, asha ~5 s)."""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def run_root(tmp_path):
 
 def test_scale_benchmark_500_trials_8_gpus(run_root):
     tmp_path = run_root
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--child", "tpe", "--trials",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--child", "asha", "--trials",
                            str(TRIALS), "--gpus", str(GPUS), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300, env=os.environ)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,12 +56,12 @@ def test_scale_benchmark_500_trials_8_gpus(run_root):
     # every time the controller went idle, no slot was free while the budget had trials to start
     assert simulation["idle_with_budget_left"] == 0
     assert simulation["utilisation_while_budget_left"] > 0.999
-    assert simulation["jobs"] == TRIALS
+    assert simulation["jobs"] > TRIALS  # promotions are jobs too
     assert read_json(run_dir / "search.json")["backend_options"]["simulation"]
 
     records = read_trials(run_dir)
     assert sorted(r.number for r in records) == list(range(TRIALS))
-    study = optuna.load_study(study_name=f"tpe-{TRIALS}",
+    study = optuna.load_study(study_name=f"asha-{TRIALS}",
                               storage=JournalStorage(JournalFileBackend(str(run_dir / "journal"))))
     in_study = {t.number: t for t in study.get_trials(deepcopy=False)}
     assert len(in_study) == TRIALS
@@ -72,3 +76,6 @@ def test_scale_benchmark_500_trials_8_gpus(run_root):
         assert trial.state.name == {"complete": "COMPLETE", "pruned": "PRUNED"}[record.state], record.number
         if record.state == "complete":
             assert record.epochs_done == 9 and trial.value == record.value
+        else:  # stopped at a rung (its checkpoint is deleted with the losers' at the end)
+            assert record.epochs_done in (1, 3), record.number
+    assert sum(r.state == "complete" for r in records) > 0
