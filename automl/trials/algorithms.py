@@ -96,6 +96,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pruner_startup_trials", int, 3, "trials before the median pruner acts", low=0),
     Setting("pruner_warmup_epochs", int, 1, "epochs of a trial before it can be pruned", low=0),
     Setting("percentile", float, 25.0, "the percentile pruner's cut", low=0.0, high=100.0),
+    # 500: p99 ask + tell stays flat past 500 trials on 64 simulated GPUs (benchmarks/scale.py, SCALING.md)
+    Setting("tpe_window", int, 500, "TPE sees the latest N trials plus the 25 best (0: all; embedded backend)",
+            low=0),
 )}
 #: settings every algorithm accepts: the warm start's size and the Ray backend's trial plumbing
 COMMON_SETTINGS: dict[str, Setting] = {s.name: s for s in (
@@ -124,7 +127,7 @@ class Algorithm:
 
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
-    Algorithm("tpe", "Optuna's TPE (the default); median pruner", "single", _PRUNED, multi_objective=True,
+    Algorithm("tpe", "Optuna's TPE (the default); median pruner", "single", (*_PRUNED, "tpe_window"), multi_objective=True,
               aliases=("bayesian", "bayes", "bo")),
     Algorithm("gp", "Gaussian-process Bayesian optimisation", "single", _PRUNED, aliases=("gaussian_process",)),
     Algorithm("random", "random search", "single", _PRUNED, multi_objective=True, aliases=("random_search",)),
@@ -137,7 +140,7 @@ REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("asha", "asynchronous successive halving: pause at rungs, promote the top 1/eta", "multi", _RUNGS,
               aliases=("successive_halving",)),
     Algorithm("hyperband", "hyperband brackets of ASHA rungs, random configs", "multi", _RUNGS),
-    Algorithm("bohb", "hyperband rungs + TPE (Ray: TuneBOHB, needs hpbandster)", "multi", _RUNGS),
+    Algorithm("bohb", "hyperband rungs + TPE (Ray: TuneBOHB, needs hpbandster)", "multi", (*_RUNGS, "tpe_window")),
     Algorithm("pbt", "population based training: segments resume from (better) members' checkpoints", "population", _PBT),
 )}
 ALGORITHMS = tuple(REGISTRY)
@@ -221,7 +224,9 @@ def settings_help() -> str:
     return "; ".join(parts) + f"; any: {', '.join(COMMON_SETTINGS)} (defaults: `automl algorithms`)"
 
 
-def make_sampler(algorithm: str, seed: int | None, space: Any, n_objectives: int = 1):
+def make_sampler(algorithm: str, seed: int | None, space: Any, n_objectives: int = 1, tpe_window: int | None = None):
+    """The Optuna sampler of an algorithm; ``tpe_window`` > 0: TPE sees a window of the history
+    (:mod:`automl.trials.window`)."""
     import optuna
 
     if algorithm in ("asha", "hyperband", "pbt"):
@@ -229,8 +234,13 @@ def make_sampler(algorithm: str, seed: int | None, space: Any, n_objectives: int
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm in ("tpe", "bohb"):
         # constant_liar: parallel workers do not all sample the same promising point
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                          n_startup_trials=5)
+        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                         n_startup_trials=5)
+        if tpe_window:
+            from automl.trials.window import WindowedSampler
+
+            return WindowedSampler(tpe, tpe_window)
+        return tpe
     if algorithm == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if algorithm == "random":

@@ -23,11 +23,17 @@ class Promotion:
     # ---- multi-fidelity
     def _reached(self, rung: int, bracket: int) -> list[tuple[float, int]]:
         """(value at the rung, number) of the trials of a bracket that reached ``rung`` epochs."""
+        # A trial's best value below a rung it has passed never changes (later epochs are past the
+        # rung), so it is read from metrics.jsonl once: read at every decision, the scan cost one file
+        # read per paused trial per free slot, quadratic in the study (benchmarks/scale.py, SCALING.md).
+        cache = self.__dict__.setdefault("_rung_values", {})
         out = []
         for number, record in self.records.items():
             if self.rungs.bracket(number) != bracket or record.epochs_done < rung or record.state == TrialState.FAILED:
                 continue
-            _, value = best_epoch(epoch_metrics(Path(record.trial_dir)), self.setup.monitor, upto=rung)
+            if (number, rung) not in cache:
+                _, cache[number, rung] = best_epoch(epoch_metrics(Path(record.trial_dir)), self.setup.monitor, upto=rung)
+            value = cache[number, rung]
             if value is not None:
                 out.append((value, number))
         return ranked(sorted(out, key=lambda vn: vn[1]), self.setup.monitor, value=lambda vn: vn[0])

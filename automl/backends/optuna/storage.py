@@ -49,7 +49,8 @@ def load_study(setup: SearchSetup, *, create: bool):
 
     storage = open_storage(setup)
     directions = [m.direction for m in setup.objectives]
-    sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions))
+    sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions),
+                           tpe_window=setup.algorithm_settings.get("tpe_window"))
     pruner = make_pruner(setup.algorithm, setup.algorithm_settings)
     try:
         if create:
