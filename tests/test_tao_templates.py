@@ -7,6 +7,8 @@ here are refused with the reason; training from random weights is said once."""
 
 from __future__ import annotations
 
+import json
+
 import logging
 from pathlib import Path
 
@@ -104,9 +106,11 @@ def test_ml_recog_templates_run(tmp_path, caplog):
         "inference.batch_size": 64, "dataset.workers": 0}), tmp_path / "inference", caplog)
     expect_no_effect("ml_recog", "inference", named)
     assert inferred["num_images"] > 0 and Path(inferred["results_file"]).is_file()
-    exported, named, _ = run("ml_recog", "export", apply_config(tao("ml_recog", "export"), {"export.checkpoint": ckpt}),
+    # TAO's export template has no checkpoint: the train run is found from results_dir (TAO's layout)
+    exported, named, _ = run("ml_recog", "export", apply_config(tao("ml_recog", "export"), {"results_dir": str(tmp_path)}),
                              tmp_path / "export", caplog)
     expect_no_effect("ml_recog", "export", named)
+    assert Path(exported["checkpoint"]).resolve() == Path(ckpt).resolve()
     assert exported["input_shape"] == [3, 32, 32] and exported["parity"]["max_abs_diff"] <= 1e-4
 
 
@@ -127,7 +131,7 @@ def _reid_actions(keys: dict, tmp_path: Path, extra: dict, caplog) -> dict:
     for action, over in (("evaluate", {"evaluate.checkpoint": ckpt, "evaluate.query_dataset": q, "evaluate.test_dataset": g}),
                          ("inference", {"inference.checkpoint": ckpt, "inference.query_dataset": q,
                                         "inference.test_dataset": g}),
-                         ("export", {"export.checkpoint": ckpt})):
+                         ("export", {"results_dir": str(tmp_path)})):  # TAO's empty export.checkpoint: found
         out[action], named, _ = run("reid", action, apply_config(tao("reid", action), over), tmp_path / action, caplog)
         expect_no_effect("reid", action, named)
     return out
@@ -142,7 +146,10 @@ def test_reid_templates_run(tmp_path, caplog):
     assert any("dataset.num_classes is 751" in m and "using 8" in m for m in out["messages"])
     notes = random_start_notes(out["messages"])
     assert len(notes) == 1 and "model.pretrained_model_path" in notes[0]
-    assert Path(out["evaluate"]["cmc_curve_plot"]).is_file() and Path(out["inference"]["output_file"]).is_file()
+    assert Path(out["evaluate"]["cmc_curve_plot"]).is_file()
+    # the predictions survive beside the CLI's summary (inference.json), one entry per query
+    predictions = Path(out["inference"]["output_file"])
+    assert predictions.name != "inference.json" and len(json.loads(predictions.read_text())["results"]) == out["inference"]["num_query"]
     assert out["export"]["parity"]["max_abs_diff"] <= 1e-4
 
 
@@ -211,6 +218,8 @@ def test_mae_templates_run(mae_data, tmp_path, caplog):
     assert len(out["pretrain_notes"]) == 1 and "train.pretrained_model_path" in out["pretrain_notes"][0]
     assert out["finetune"]["pretrained"]["loaded"] > 0
     assert out["evaluate"]["stage"] == "finetune" and out["inference"]["images"] == 2
+    predictions = Path(out["inference"]["output_file"])
+    assert predictions.name != "inference.json" and len(json.loads(predictions.read_text())["results"]) == 2
     # TAO's export template says 960x544; the model was trained at 32x32 and is exported at that size
     assert out["export"]["input_shape"] == [3, 32, 32] and out["export"]["notes"]
 
