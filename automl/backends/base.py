@@ -59,6 +59,10 @@ class SearchBackend(abc.ABC):
     #: time budget), None when it ran to the end
     stop_reason: str | None = None
 
+    def check_new(self, setup: SearchSetup) -> None:
+        """Refuse (``AutomlError``) a new search the backend's storage cannot take, e.g. a name a shared
+        storage already holds; called before the run folder is created. Nothing to check by default."""
+
     @abc.abstractmethod
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         """Run the search; return every trial of the run folder (resumed ones included), by number."""
