@@ -1,0 +1,220 @@
+"""Crashes at any moment (issue 14): a search killed with SIGKILL anywhere in its life resumes to the
+same end as an uninterrupted one; one controller per run folder; shared storages refuse cleanly.
+
+Exact moments come from the test-only hook ``AUTOML_TEST_KILL_AT=<point>[#N]``
+(:mod:`automl.testing.killpoints`): the search SIGKILLs itself (a point in a trial worker kills the
+controller first) the N-th time it gets there. Real processes, real signals, the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from _search_helpers import results
+
+KILL_ENV = "AUTOML_TEST_KILL_AT"
+TOY = ["run", "--model", "toy", "--seed", "0", "--algorithm", "random", "--setting", "pruner=none",
+       "--reeval-top", "0"]
+#: files a user reads (the study's own storage and the space's definition hold Optuna's names)
+USER_FILES = ("*.json", "*.yaml", "*.csv", "*.jsonl")
+
+
+def automl(cwd: Path, *args: str, kill_at: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    if kill_at:
+        env[KILL_ENV] = kill_at
+    return subprocess.run([sys.executable, "-m", "automl", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, start_new_session=True)
+
+
+def study_trials(run_dir: Path, name: str) -> list:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(run_dir / "journal")))
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def check_finished_search(run_dir: Path, name: str, budget: int, epochs: int) -> dict[int, dict]:
+    """What an uninterrupted search leaves: the budget met exactly, numbers 0..budget-1 once each, every
+    trial complete with its value in the study and in result.json, every epoch on disk, nothing
+    running, no helper parameter in a user-visible file."""
+    from optuna.trial import TrialState
+
+    res = results(run_dir)
+    assert sorted(res) == list(range(budget))
+    trials = study_trials(run_dir, name)
+    assert sorted(t.number for t in trials) == list(range(budget))
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state) for t in trials]
+    for t in trials:
+        r = res[t.number]
+        assert r["state"] == "complete" and r["value"] is not None, r
+        assert r["value"] == pytest.approx(t.value), "the value the sampler saw is the one recorded"
+        epochs_seen = {json.loads(line)["epoch"] for line in Path(r["trial_dir"], "metrics.jsonl").read_text().splitlines()}
+        assert epochs_seen == set(range(epochs))
+    for pattern in USER_FILES:
+        for path in run_dir.rglob(pattern):
+            if path.name != "space.json" and not path.name.endswith(".tmp"):
+                assert "__u" not in path.read_text(), f"{path}: an internal helper parameter"
+    return res
+
+
+# (point, what it is): spread over the whole life of a search of 3 trials x 3 epochs
+POINTS = [
+    ("header", "search.json written, no study yet"),
+    ("study_created", "study created, baseline not enqueued"),
+    ("enqueued", "baseline enqueued, study not marked initialized"),
+    ("tracking_started", "before the backend starts"),
+    ("ask", "first trial asked, nothing sent"),
+    ("ask#3", "third trial asked"),
+    ("dispatch", "job sent to the worker"),
+    ("trial_files", "config.json and spec.yaml written"),
+    ("epoch", "mid-epoch, before the first checkpoint"),
+    ("checkpoint_write#2", "checkpoint of epoch 1 written, not yet renamed into place"),
+    ("metrics_written", "epoch 0 in metrics.jsonl, report not sent"),
+    ("metrics_written#5", "second trial's epoch 1"),
+    ("report", "controller got epoch 0's report"),
+    ("report#4", "second trial's first report"),
+    ("tell", "first trial told to the study, result.json not written"),
+    ("result_written#2", "second result.json written"),
+    ("trials_done", "every trial done, nothing promoted"),
+    ("promotion", "before best/ is made"),
+    ("summary", "summary written, tracking not flushed"),
+    ("tracking_flushed", "tracking flushed, before the process exits"),
+]
+CHEAP = {"header", "checkpoint_write#2", "tell"}
+
+
+@pytest.mark.parametrize("point", [pytest.param(p, id=p, marks=() if p in CHEAP else pytest.mark.slow)
+                                   for p, _ in POINTS])
+def test_sigkill_at_any_point_then_resume_finishes_the_search(tmp_path, point):
+    promote = point in ("promotion", "summary", "tracking_flushed")
+    args = [*TOY, "--budget", "3", "--name", "s", "--no-tracking", "train.num_epochs=3",
+            *(() if promote else ("--no-promote",))]
+    killed = automl(tmp_path, *args, kill_at=point)
+    assert killed.returncode == -signal.SIGKILL, f"{point}: not killed ({killed.returncode}) {killed.stderr[-2000:]}"
+    run_dir = tmp_path / "runs" / "s"
+    assert (run_dir / "search.json").is_file(), "search.json exists from the first kill point on"
+    again = automl(tmp_path, *args)
+    assert again.returncode != 0 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+    resumed = automl(tmp_path, *args, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert [t["number"] for t in summary["trials"]] == [0, 1, 2]
+    check_finished_search(run_dir, "s", budget=3, epochs=3)
+    if promote:
+        assert (run_dir / "best" / "promotion.json").is_file()
+
+
+def test_interrupted_creation_is_finished_by_resume(tmp_path):
+    args = [*TOY, "--budget", "2", "--name", "c", "--no-tracking", "--no-promote", "train.num_epochs=2"]
+    assert automl(tmp_path, *args, kill_at="header").returncode == -signal.SIGKILL
+    resumed = automl(tmp_path, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "interrupted while being created" in resumed.stdout + resumed.stderr
+    res = check_finished_search(tmp_path / "runs" / "c", "c", budget=2, epochs=2)
+    assert res[0]["extra"]["kind"] == "new"
+
+
+def test_a_checkpoint_that_does_not_load_falls_back_and_says_so(tmp_path):
+    """A torn last.ckpt (an older version wrote in place; a full disk) is not resumed from: the trial
+    goes on from its best checkpoint and completes, with no EOFError recorded."""
+    args = [*TOY, "--budget", "1", "--name", "t", "--no-tracking", "--no-promote", "train.num_epochs=4"]
+    assert automl(tmp_path, *args, kill_at="metrics_written#3").returncode == -signal.SIGKILL
+    last = tmp_path / "runs" / "t" / "trials" / "0000" / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    resumed = automl(tmp_path, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "last.ckpt does not load" in resumed.stdout + resumed.stderr
+    res = check_finished_search(tmp_path / "runs" / "t", "t", budget=1, epochs=4)
+    assert res[0]["reason"] is None and res[0]["extra"]["kind"] == "rerun"
+
+
+def test_a_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path):
+    args = [*TOY, "--budget", "1", "--name", "w", "--no-tracking", "--no-promote", "train.num_epochs=3"]
+    assert automl(tmp_path, *args, kill_at="checkpoint_write#2").returncode == -signal.SIGKILL
+    import torch
+
+    last = tmp_path / "runs" / "w" / "trials" / "0000" / "checkpoints" / "last.ckpt"
+    assert int(torch.load(last, weights_only=True)["epoch"]) == 0, "the last complete checkpoint, untouched"
+    resumed = automl(tmp_path, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "from its last checkpoint" in resumed.stdout + resumed.stderr
+    check_finished_search(tmp_path / "runs" / "w", "w", budget=1, epochs=3)
+
+
+def _popen(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    return subprocess.Popen([sys.executable, "-m", "automl", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def test_second_controller_on_one_run_folder_is_refused(tmp_path):
+    args = [*TOY, "--budget", "1", "--name", "l", "--no-tracking", "--no-promote", "train.num_epochs=6",
+            "toy.sleep_s=2"]
+    first = _popen(tmp_path, *args)
+    run_dir = tmp_path / "runs" / "l"
+    try:
+        deadline = time.time() + 120
+        while not list(run_dir.glob("trials/*/metrics.jsonl")):
+            assert first.poll() is None and time.time() < deadline, "the first search never got going"
+            time.sleep(0.1)
+        second = automl(tmp_path, *args, "--resume")
+        assert first.poll() is None, "the first search ended before the second one was tried"
+        assert second.returncode != 0
+        assert f"pid {first.pid} on {socket.gethostname()}" in second.stderr, second.stderr[-2000:]
+        assert "Traceback" not in second.stderr
+        status = automl(tmp_path, "status", "l", "--json")
+        assert status.returncode == 0, status.stderr[-2000:]
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    # the refused controllers touched nothing: each epoch once
+    for r in results(run_dir).values():
+        epochs = [json.loads(line)["epoch"] for line in Path(r["trial_dir"], "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [0, 1, 2, 3, 4, 5]
+
+
+def test_two_new_searches_share_a_fresh_sqlite_storage(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
+    (tmp_path / "shared").mkdir()
+    procs = [_popen(tmp_path, *TOY, "--budget", "1", "--name", f"n{i}", "--no-tracking", "--no-promote",
+                    "--storage", storage, "train.num_epochs=1") for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+
+
+def test_a_name_another_search_holds_in_a_shared_storage_is_refused_cleanly(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [*TOY, "--budget", "2", "--name", "x", "--no-tracking", "--no-promote", "--storage", storage,
+            "train.num_epochs=2", "toy.activation=gelu"]
+    assert automl(tmp_path, *args, "--output", "one").returncode == 0
+    other = automl(tmp_path, *args, "--output", "two")
+    assert other.returncode != 0 and "already exists" in other.stderr and "Traceback" not in other.stderr
+    assert not (tmp_path / "two" / "x").exists(), "a refused search leaves no folder"
+    # a copy of the first folder elsewhere must not adopt the first search's study
+    (tmp_path / "two").mkdir(exist_ok=True)  # (it holds the demo data)
+    subprocess.run(["cp", "-r", str(tmp_path / "one" / "x"), str(tmp_path / "two" / "x")], check=True)
+    for path in (tmp_path / "two" / "x" / "trials").glob("*/result.json"):
+        path.unlink()
+    adopted = automl(tmp_path, *args, "--output", "two", "--resume")
+    assert adopted.returncode != 0 and "belongs to the search in" in adopted.stderr, adopted.stderr[-2000:]
+    assert not list((tmp_path / "two" / "x" / "trials").glob("*/result.json"))
