@@ -218,3 +218,79 @@ def test_a_name_another_search_holds_in_a_shared_storage_is_refused_cleanly(tmp_
     adopted = automl(tmp_path, *args, "--output", "two", "--resume")
     assert adopted.returncode != 0 and "belongs to the search in" in adopted.stderr, adopted.stderr[-2000:]
     assert not list((tmp_path / "two" / "x" / "trials").glob("*/result.json"))
+
+
+def _our_processes(root: Path) -> list[psutil.Process]:
+    """Processes running in the test's folder (a controller or worker left behind)."""
+    out = []
+    for proc in psutil.process_iter(["cwd"]):
+        try:
+            if proc.info["cwd"] and Path(proc.info["cwd"]).is_relative_to(root) and proc.pid != os.getpid():
+                out.append(proc)
+        except (psutil.Error, ValueError):
+            continue
+    return out
+
+
+def _check_mlflow(run_dir: Path, budget: int) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{run_dir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    state = json.loads((run_dir / "mlflow.json").read_text())
+    runs = client.search_runs([state["experiment_id"]], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [p.info.run_id for p in parents] == [state["runs"]["search"]], "one MLflow parent run"
+    children = sorted(int(r.data.tags["automl.trial_number"]) for r in runs if r is not parents[0])
+    assert children == list(range(budget)), "one child run per trial"
+
+
+@pytest.mark.slow
+def test_chaos_30_sigkills_at_random_moments(tmp_path):
+    """30 SIGKILLs at random moments (the controller alone, or the whole search) across several
+    searches with 2 workers and MLflow tracking; after the final resume every search is what an
+    uninterrupted one would be."""
+    rng = random.Random(14)
+    budget, epochs, names = 6, 3, ["c0", "c1", "c2"]
+    args = [*TOY, "--budget", str(budget), "--workers", "2", "--no-promote", "--output", "runs",
+            f"train.num_epochs={epochs}", "toy.sleep_s=0.3"]
+    kept: dict[tuple[str, int], float] = {}  # completed values seen on disk: never lost or changed
+    kills, done = 0, set()
+    while kills < 30 and len(done) < len(names):
+        name = rng.choice([n for n in names if n not in done])
+        run_dir = tmp_path / "runs" / name
+        resume = ("--resume",) if (run_dir / "search.json").exists() else ()
+        log = tmp_path / f"{name}.log"
+        with log.open("w") as out:  # a file, not a pipe: nobody reads a pipe while the search runs
+            proc = subprocess.Popen([sys.executable, "-m", "automl", *args, "--name", name, *resume], cwd=tmp_path,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={k: v for k, v in os.environ.items() if k != KILL_ENV})
+        try:
+            proc.wait(timeout=rng.uniform(0.5, 25.0))
+            assert proc.returncode == 0, log.read_text()[-3000:]
+            done.add(name)
+        except subprocess.TimeoutExpired:
+            if rng.random() < 0.5:
+                os.kill(proc.pid, signal.SIGKILL)  # the controller: its workers must follow it
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            kills += 1
+        psutil.wait_procs(_our_processes(tmp_path), timeout=20)
+        assert not [p for p in _our_processes(tmp_path) if p.status() != psutil.STATUS_ZOMBIE], "an orphan process"
+        for name_ in names:
+            for number, r in results(tmp_path / "runs" / name_).items():
+                if r["state"] == "complete":
+                    assert kept.setdefault((name_, number), r["value"]) == r["value"]
+    assert kills == 30, f"only {kills} kills before every search finished: make the trials longer"
+    for name in names:
+        run_dir = tmp_path / "runs" / name
+        resume = ("--resume",) if (run_dir / "search.json").exists() else ()
+        final = automl(tmp_path, *args, "--name", name, *resume, timeout=600)
+        assert final.returncode == 0, final.stderr[-3000:]
+        res = check_finished_search(run_dir, name, budget=budget, epochs=epochs)
+        for (name_, number), value in kept.items():
+            if name_ == name:
+                assert res[number]["value"] == value, f"{name} trial {number}: a completed value changed"
+        _check_mlflow(run_dir, budget)
+    assert not _our_processes(tmp_path), "an orphan process"

@@ -1,6 +1,6 @@
 """The run folder (ARCHITECTURE.md), written and read the same way by every backend.
 
-    <output>/<name>/search.json, base_spec.yaml, space.json, journal|study.db,
+    <output>/<name>/search.json, search.lock, base_spec.yaml, space.json, journal|study.db,
     trials/<number:04d>/{config.json, spec.yaml, metrics.jsonl, result.json, train.log, checkpoints/},
     best/, summary.csv
 
