@@ -101,8 +101,9 @@ CHEAP = {"header", "checkpoint_write#2", "tell"}
                                    for p, _ in POINTS])
 def test_sigkill_at_any_point_then_resume_finishes_the_search(tmp_path, point):
     promote = point in ("promotion", "summary", "tracking_flushed")
-    args = [*TOY, "--budget", "3", "--name", "s", "--no-tracking", "train.num_epochs=3",
-            *(() if promote else ("--no-promote",))]
+    tracking = point in ("tracking_started", "summary", "tracking_flushed")  # the embedded MLflow store
+    args = [*TOY, "--budget", "3", "--name", "s", "train.num_epochs=3",
+            *(() if promote else ("--no-promote",)), *(() if tracking else ("--no-tracking",))]
     killed = automl(tmp_path, *args, kill_at=point)
     assert killed.returncode == -signal.SIGKILL, f"{point}: not killed ({killed.returncode}) {killed.stderr[-2000:]}"
     run_dir = tmp_path / "runs" / "s"
@@ -117,6 +118,8 @@ def test_sigkill_at_any_point_then_resume_finishes_the_search(tmp_path, point):
     check_finished_search(run_dir, "s", budget=3, epochs=3)
     if promote:
         assert (run_dir / "best" / "promotion.json").is_file()
+    if tracking:
+        _check_mlflow(run_dir, budget=3)
 
 
 def test_interrupted_creation_is_finished_by_resume(tmp_path):

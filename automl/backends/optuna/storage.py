@@ -32,10 +32,12 @@ def open_storage(setup: SearchSetup):
         path = url.removeprefix("journal://")
         return JournalStorage(JournalFileBackend(path))
     if url.startswith("sqlite:"):
-        # Two searches opening one fresh database both create its tables ("table ... already
-        # exists"): SQLite has no transactional CREATE-IF-MISSING across connections here, so the
-        # schema creation is serialized with a file lock beside the database.
-        with _file_lock(Path(url.split(":///", 1)[-1] + ".lock")):
+        # RDBStorage looks for its tables, then creates the missing ones: two searches opening one
+        # fresh database both create them ("table ... already exists"). A file lock beside the
+        # database serializes that (an in-memory database has no file and no second opener).
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        lock = _file_lock(Path(path + ".lock")) if path and path != ":memory:" else contextlib.nullcontext()
+        with lock:
             # one writer (this process) + readers: a generous timeout covers `automl status` readers
             return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     if "://" in url:
