@@ -205,6 +205,35 @@ def test_two_new_searches_share_a_fresh_sqlite_storage(tmp_path):
         assert proc.returncode == 0, err[-3000:]
 
 
+OPEN_STORAGE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+from automl.backends.optuna.storage import open_storage
+go = Path(sys.argv[2])
+Path(sys.argv[3]).touch()
+while not go.exists():
+    time.sleep(0.001)
+for k in range(10):  # ten fresh databases in the same order: ten races
+    open_storage(SimpleNamespace(storage=sys.argv[1].format(k), run_dir=Path(".")))
+"""
+
+
+def test_six_processes_opening_a_fresh_sqlite_storage_at_once(tmp_path):
+    """The schema-creation race, hit on purpose: six processes open one fresh database the same
+    millisecond (the searches above rarely start that close together)."""
+    storage, go = f"sqlite:///{tmp_path / 'study{}.db'}", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORAGE_AT_ONCE, storage, str(go), str(tmp_path / f"ready{i}")],
+                              cwd=tmp_path, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("ready*"))) < 6:
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "the processes did not start"
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [e[-500:] for e in errors if e]
+
+
 def test_a_name_another_search_holds_in_a_shared_storage_is_refused_cleanly(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = [*TOY, "--budget", "2", "--name", "x", "--no-tracking", "--no-promote", "--storage", storage,
