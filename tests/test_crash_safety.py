@@ -326,3 +326,30 @@ def test_chaos_30_sigkills_at_random_moments(tmp_path):
                 assert res[number]["value"] == value, f"{name} trial {number}: a completed value changed"
         _check_mlflow(run_dir, budget)
     assert not _our_processes(tmp_path), "an orphan process"
+
+
+MAKE_TRACKER = """
+import sys
+from automl.tracking import create_tracker
+create_tracker(sys.argv[1], None, enabled=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_search_killed_while_its_mlflow_store_is_built_can_start_again(tmp_path):
+    """MLflow builds a new SQLite store with dozens of migrations; a kill half way through must not
+    leave a mlflow.db that no MLflow can open again ("table _alembic_tmp_... already exists")."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", MAKE_TRACKER, str(run_dir)], cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not [p for p in run_dir.iterdir() if "mlflow.db" in p.name]:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(0.005)
+    time.sleep(0.2)  # into the migrations
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+    again = subprocess.run([sys.executable, "-c", MAKE_TRACKER, str(run_dir)], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
