@@ -288,7 +288,9 @@ def test_chaos_30_sigkills_at_random_moments(tmp_path):
             f"train.num_epochs={epochs}", "toy.sleep_s=0.3"]
     kept: dict[tuple[str, int], float] = {}  # completed values seen on disk: never lost or changed
     kills, done = 0, set()
-    while kills < 30 and len(done) < len(names):
+    while kills < 30:
+        if len(done) == len(names):  # every search ran to its end before 30 kills: one more search
+            names.append(f"c{len(names)}")
         name = rng.choice([n for n in names if n not in done])
         run_dir = tmp_path / "runs" / name
         resume = ("--resume",) if (run_dir / "search.json").exists() else ()
@@ -298,7 +300,7 @@ def test_chaos_30_sigkills_at_random_moments(tmp_path):
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     env={k: v for k, v in os.environ.items() if k != KILL_ENV})
         try:
-            proc.wait(timeout=rng.uniform(0.5, 25.0))
+            proc.wait(timeout=rng.uniform(0.5, 20.0))
             assert proc.returncode == 0, log.read_text()[-3000:]
             done.add(name)
         except subprocess.TimeoutExpired:
@@ -314,7 +316,6 @@ def test_chaos_30_sigkills_at_random_moments(tmp_path):
             for number, r in results(tmp_path / "runs" / name_).items():
                 if r["state"] == "complete":
                     assert kept.setdefault((name_, number), r["value"]) == r["value"]
-    assert kills == 30, f"only {kills} kills before every search finished: make the trials longer"
     for name in names:
         run_dir = tmp_path / "runs" / name
         resume = ("--resume",) if (run_dir / "search.json").exists() else ()
