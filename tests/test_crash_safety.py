@@ -168,7 +168,7 @@ def _popen(cwd: Path, *args: str) -> subprocess.Popen:
 
 def test_second_controller_on_one_run_folder_is_refused(tmp_path):
     args = [*TOY, "--budget", "1", "--name", "l", "--no-tracking", "--no-promote", "train.num_epochs=6",
-            "toy.sleep_s=2"]
+            "toy.sleep_s=1.5"]
     first = _popen(tmp_path, *args)
     run_dir = tmp_path / "runs" / "l"
     try:
