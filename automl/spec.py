@@ -62,14 +62,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def dump_yaml(spec: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``spec`` as YAML (libyaml's emitter when available: several times faster than pure Python)."""
-    path = Path(path)
+    from automl.trials.atomic import write_text
+
     text = yaml.dump(_plain(spec), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
-    try:
-        path.write_text(text)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return path
+    return write_text(path, text)
 
 
 def _plain(value: Any) -> Any:

@@ -92,7 +92,8 @@ def test_every_algorithm_on_a_space_with_a_dependent_parameter(tmp_path, depende
         assert r["epochs_run"] == len(own)
     top = {p.name for p in setup.run_dir.iterdir()} - BACKEND_PRIVATE
     # best/ and reeval/ are the controller's, written the same way after either backend
-    assert top - {"best", "reeval"} == {"search.json", "base_spec.yaml", "space.json", "trials", "summary.csv"}
+    assert top - {"best", "reeval"} == {"search.json", "search.lock", "base_spec.yaml", "space.json", "trials",
+                                        "summary.csv"}
     for folder in (setup.run_dir / "trials").iterdir():
         files = {p.name for p in folder.iterdir()} - TRIAL_PRIVATE - {"checkpoints"}  # losers' are deleted
         assert files == {"config.json", "spec.yaml", "metrics.jsonl", "result.json", "train.log"}, folder

@@ -61,8 +61,9 @@ class SearchBackend(abc.ABC):
 
     def check(self, setup: SearchSetup) -> None:
         """Raise :class:`automl.errors.AutomlError` (one line) for anything about ``setup`` this
-        backend would refuse (its storage, its cluster). The controller calls it before the run folder
-        exists, so a refused command leaves nothing behind and can be corrected under the same name."""
+        backend would refuse (its storage, its cluster, a name a shared storage already holds). The
+        controller calls it before the run folder exists, so a refused command leaves nothing behind
+        and can be corrected under the same name."""
 
     @abc.abstractmethod
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:

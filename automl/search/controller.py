@@ -19,7 +19,9 @@ from typing import Any
 from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.plugins import Monitor, get_trainer
+from automl.testing.killpoints import kill_point
 from automl.trials import rundir
+from automl.trials.runlock import RunLock
 from automl.trials import algorithms
 from automl.trials.algorithms import canonical
 from automl.search.model_space import compile_model_space, pop_tao_settings, tao_switches
@@ -278,18 +280,22 @@ def warm_start_configs(other: str, output: Path, space: Any, top: int = 3) -> li
     return out
 
 
-def write_header(setup: SearchSetup) -> None:
+def write_header(setup: SearchSetup, backend: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+    """The run folder's header. ``search.json`` is written last (atomically): a folder with it holds
+    everything ``--resume`` reads, and a crash before it leaves a folder a plain rerun takes over."""
     setup.run_dir.mkdir(parents=True, exist_ok=True)
-    header = setup.to_json() | {"backend": None, "created": time.time()}
+    header = setup.to_json() | {"created": time.time()}
     path = setup.run_dir / rundir.SEARCH_JSON
     if setup.resume and path.exists():
         old = rundir.read_json(path)
         header = old | {"budget_trials": setup.budget_trials, "resumed": old.get("resumed", 0) + 1,
                         "last_command": setup.command}
-    rundir.write_json(path, header)
-    if not setup.resume:
+    else:
         dump_yaml(setup.base_spec, setup.run_dir / rundir.BASE_SPEC)
         rundir.write_json(setup.space_path, setup.space.to_json())
+    header["backend"], header["backend_options"] = backend, dict(options or {})
+    rundir.write_json(path, header)
+    kill_point("header")
 
 
 def resumed_backend(setup: SearchSetup, backend: str | None,
@@ -336,28 +342,32 @@ def run_search(setup: SearchSetup, *, backend: str | None = None, backend_option
     started = time.time()
     progress = progress or Progress()
     engine, backend, options = prepare_backend(setup, backend, backend_options)
-    write_header(setup)
-    header = rundir.read_json(setup.run_dir / rundir.SEARCH_JSON)
-    header["backend"], header["backend_options"] = backend, options
-    rundir.write_json(setup.run_dir / rundir.SEARCH_JSON, header)
-    tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking, force_champion=force_champion)
-    tracker.start_search(setup.run_dir, {
-        "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
-        "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,
-        "mode": setup.monitor.mode, "resumed": setup.resume, "base_spec": str(setup.run_dir / rundir.BASE_SPEC),
-        "space": str(setup.space_path), "workers": setup.workers, "slots": setup.slots})
-    records: list[TrialRecord] = []
-    try:
-        records = engine.run(setup, tracker, progress)
-    finally:
-        progress.stop()
-        if not records:  # interrupted: keep what is on disk visible in summary.csv
-            on_disk = rundir.read_trials(setup.run_dir)
-            if on_disk:
-                rundir.write_summary_csv(setup.run_dir, on_disk)
-    return finish_search(setup, records, tracker=tracker, progress=progress, stop_reason=engine.stop_reason,
-                         reeval_top=reeval_top, reeval_seeds=reeval_seeds, promote_best=promote_best,
-                         started=started)
+    # one controller per run folder, for its whole life (README "One controller per search")
+    with RunLock(setup.run_dir):
+        if not setup.resume and (setup.run_dir / rundir.SEARCH_JSON).exists():  # another run, just now
+            raise AutomlError(f"{setup.run_dir} already holds a search; add --resume to continue it or pick another --name")
+        write_header(setup, backend, options)
+        tracker = tracker or create_tracker(setup.run_dir, tracking_uri, enabled=tracking,
+                                            force_champion=force_champion)
+        tracker.start_search(setup.run_dir, {
+            "name": setup.name, "model": setup.model, "algorithm": setup.algorithm, "budget": setup.budget_trials,
+            "backend": backend, "seed": setup.seed, "command": setup.command, "monitor": setup.monitor.metric,
+            "mode": setup.monitor.mode, "resumed": setup.resume, "base_spec": str(setup.run_dir / rundir.BASE_SPEC),
+            "space": str(setup.space_path), "workers": setup.workers, "slots": setup.slots})
+        kill_point("tracking_started")
+        records: list[TrialRecord] = []
+        try:
+            records = engine.run(setup, tracker, progress)
+        finally:
+            progress.stop()
+            if not records:  # interrupted: keep what is on disk visible in summary.csv
+                on_disk = rundir.read_trials(setup.run_dir)
+                if on_disk:
+                    rundir.write_summary_csv(setup.run_dir, on_disk)
+        kill_point("trials_done")
+        return finish_search(setup, records, tracker=tracker, progress=progress, stop_reason=engine.stop_reason,
+                             reeval_top=reeval_top, reeval_seeds=reeval_seeds, promote_best=promote_best,
+                             started=started)
 
 
 #: the results folder of an ``--automl off`` run, for the ranks Lightning's DDP launcher starts

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl.testing.killpoints import kill_point
 from automl.trials.records import SearchSetup, TrialRecord, TrialState
 from automl.errors import AutomlError
 from automl.reporting import clean_float
@@ -417,7 +418,9 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
     if best is not None and promote_best:
         if progress:
             progress.message(f"promoting trial {best.number} (epoch {best.best_epoch}, {setup.monitor.metric}={best.value:.4g})")
+        kill_point("promotion")
         promotion = promote(setup, best)
+        kill_point("promoted")
         tracker.promoted(_brief(best) | {"promotion": promotion, "evaluation": evaluation}, setup.run_dir / rundir.BEST)
     freed = 0
     if not setup.keep_checkpoints and best is not None:
@@ -448,6 +451,8 @@ def finish_search(setup: SearchSetup, records: list[TrialRecord], *, tracker: An
     }
     rundir.write_summary_csv(setup.run_dir, records)
     rundir.write_json(setup.run_dir / rundir.BEST / "summary.json", summary)
-    tracker.end_search(summary)
+    kill_point("summary")
+    tracker.end_search(summary)  # flushes the tracking spool
+    kill_point("tracking_flushed")
     summary["tracking"] = tracker.describe()  # after end_search: run ids are known once delivered
     return summary

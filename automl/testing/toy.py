@@ -34,6 +34,8 @@ from typing import Any
 from automl.plugins import Monitor, TrainerPlugin
 from automl.reporting import Reporter
 from automl.spec import get_dotted
+from automl.testing.killpoints import kill_point
+from automl.trials.atomic import write_with
 
 ROOT = Path(__file__).resolve().parents[2] / "search_spaces"
 ACTIVATION_PENALTY = {"relu": 0.0, "gelu": 0.05, "tanh": 0.15}
@@ -126,13 +128,16 @@ class ToyTrainer(TrainerPlugin):
             state = {"epoch": torch.tensor(epoch), "weights": torch.full((width,), value),
                      "best_value": torch.tensor(max(best_value, value)),
                      "best_epoch": torch.tensor(epoch if value > best_value else (best_epoch if best_epoch is not None else -1))}
+            kill_point("epoch", in_worker=True)  # test-only crash injection (automl.testing.killpoints)
             if save:
-                torch.save(state, ckpt_dir / "last.ckpt")
+                # checkpoint_write: the new file is written, not yet renamed into place
+                write_with(ckpt_dir / "last.ckpt", lambda tmp: (torch.save(state, tmp),
+                                                                kill_point("checkpoint_write", in_worker=True)))
             checkpoint = ckpt_dir / "last.ckpt" if save else None
             if value > best_value:
                 best_value, best_epoch = value, epoch
                 if save:
-                    torch.save(state, ckpt_dir / "best.ckpt")
+                    write_with(ckpt_dir / "best.ckpt", lambda tmp: torch.save(state, tmp))
                     checkpoint = ckpt_dir / "best.ckpt"
             if reporter is not None:
                 reporter.report(epoch, {"val_score": value, "latency_ms": 2.0 * width, "train_loss": 1.0 - value},

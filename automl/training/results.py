@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from automl.trials.atomic import write_text
+
 
 def plain(value: Any) -> Any:
     """JSON-safe: paths to strings, tensors/numpy scalars to numbers, NaN/inf to null."""
@@ -34,9 +36,7 @@ def write_result(action: str, result: Mapping[str, Any], results_dir: str | Path
     results_dir.mkdir(parents=True, exist_ok=True)
     data = plain(dict(result))
     path = results_dir / f"{action}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    write_text(path, json.dumps(data, indent=2) + "\n")  # a reader never sees half a file
     if as_json:
         print(json.dumps(data), flush=True)
     return path

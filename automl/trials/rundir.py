@@ -1,6 +1,6 @@
 """The run folder (ARCHITECTURE.md), written and read the same way by every backend.
 
-    <output>/<name>/search.json, base_spec.yaml, space.json, journal|study.db,
+    <output>/<name>/search.json, search.lock, base_spec.yaml, space.json, journal|study.db,
     trials/<number:04d>/{config.json, spec.yaml, metrics.jsonl, result.json, train.log, checkpoints/},
     best/, summary.csv
 
@@ -12,17 +12,19 @@ far it got).
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
+from automl.trials.atomic import write_text
 from automl.trials.records import TrialRecord, TrialState
 from automl.errors import AutomlError
 
 # the run folder's files (ARCHITECTURE.md); no other module spells them
 SEARCH_JSON = "search.json"
+#: the controller's exclusive lock (automl.trials.runlock)
+LOCK_FILE = "search.lock"
 BASE_SPEC = "base_spec.yaml"
 SPACE_JSON = "space.json"
 SUMMARY_CSV = "summary.csv"
@@ -61,20 +63,9 @@ def reeval_dir(run_dir: Path, number: int, seed_index: int) -> Path:
 
 
 def write_json(path: Path, data: Any, indent: int | None = 2) -> Path:
-    """Write JSON atomically (a killed writer leaves the old file or none, never half a file).
-    ``indent=None`` for files only programs read (several times faster to encode)."""
-    path = Path(path)
-    # one temporary name per writer: two processes may write the same file (the Ray driver and a
-    # trial both write result.json when Tune stops a trial), and a shared name makes one rename fail
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    text = json.dumps(data, indent=indent, default=_default, allow_nan=False)
-    try:
-        tmp.write_text(text)
-    except FileNotFoundError:  # the folder is made only when missing: one syscall less per write
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write JSON atomically (:func:`write_text`). ``indent=None`` for files only programs read
+    (several times faster to encode)."""
+    return write_text(path, json.dumps(data, indent=indent, default=_default, allow_nan=False))
 
 
 def _default(value: Any) -> Any:
@@ -144,12 +135,11 @@ def read_trials(run_dir: Path) -> list[TrialRecord]:
 
 
 def write_summary_csv(run_dir: Path, records: list[TrialRecord]) -> Path:
-    path = Path(run_dir) / SUMMARY_CSV
     names = sorted({k for r in records for k in r.params})
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["number", "state", "value", "best_epoch", "epochs_run", "duration_s", "gpu_seconds", "reason", *names])
-        for r in sorted(records, key=lambda r: r.number):
-            writer.writerow([r.number, r.state, r.value, r.best_epoch, r.epochs_run, round(r.duration_s, 3),
-                             round(r.gpu_seconds, 3), r.reason or "", *[r.params.get(n, "") for n in names]])
-    return path
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["number", "state", "value", "best_epoch", "epochs_run", "duration_s", "gpu_seconds", "reason", *names])
+    for r in sorted(records, key=lambda r: r.number):
+        writer.writerow([r.number, r.state, r.value, r.best_epoch, r.epochs_run, round(r.duration_s, 3),
+                         round(r.gpu_seconds, 3), r.reason or "", *[r.params.get(n, "") for n in names]])
+    return write_text(Path(run_dir) / SUMMARY_CSV, out.getvalue())

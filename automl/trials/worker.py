@@ -41,6 +41,7 @@ from typing import Any
 
 from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
+from automl.testing.killpoints import kill_point
 from automl.reporting import clean_metrics
 from automl.trials.outcome import folder_record, own_epochs
 from automl.trials.records import TrialState
@@ -60,6 +61,7 @@ class PipeReporter(FileReporter):
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         super().report(epoch, metrics, checkpoint)
+        kill_point("metrics_written", in_worker=True)
         # after the last epoch of this run there is nothing left to stop: the controller records the
         # report and sends no reply, so the trial finishes without waiting for it
         final = self.final_epoch is not None and epoch >= self.final_epoch

@@ -97,7 +97,7 @@ class _PBT:
         folder.mkdir(parents=True, exist_ok=True)
         history = [{**r, INHERITED: True} for r in read_metrics(source.trial_dir)]
         if history:  # marked: these epochs are not this segment's epochs_run
-            (folder / METRICS).write_text("".join(json.dumps(r) + "\n" for r in history))
+            rundir.write_text(folder / METRICS, "".join(json.dumps(r) + "\n" for r in history))
         self.latest[member] = job.number
         return job
 

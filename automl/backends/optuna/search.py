@@ -42,7 +42,8 @@ from automl.backends.optuna.jobs import Job, enqueue_params, optuna_state, plain
 from automl.backends.optuna.pbt import _PBT
 from automl.backends.optuna.promotion import Promotion
 from automl.backends.optuna.recovery import Recovery
-from automl.backends.optuna.storage import check_storage, load_study
+from automl.backends.optuna.storage import check_name_free, check_storage, load_study, mark_initialized
+from automl.testing.killpoints import kill_point
 from automl.backends.optuna.workers import SlotWorker, WorkerDied
 
 
@@ -59,6 +60,8 @@ class OptunaBackend(SearchBackend):
 
     def check(self, setup: SearchSetup) -> None:
         check_storage(setup)
+        if not setup.resume:
+            check_name_free(setup)
 
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         search = _Search(setup, tracker, progress)
@@ -128,18 +131,14 @@ class _Search(Promotion, Recovery):
     # ---- main loop
     def run(self) -> list[TrialRecord]:
         setup = self.setup
-        self.study = load_study(setup, create=not setup.resume)
-        if setup.resume:
-            self._recover()
+        self.study, fresh = load_study(setup)
+        kill_point("study_created")
+        if fresh:
+            if setup.resume:
+                self.progress.message(f"search '{setup.name}' was interrupted while being created; creating it")
+            self._initialize()
         else:
-            self._enqueue(setup.space.defaults(), "baseline")
-            for config in setup.warm_start_configs:
-                self._enqueue(config, "warm_start")
-            if setup.algorithm == "grid":
-                points = setup.algorithm_settings["grid_points"]
-                room = setup.budget_trials - 1 - len(setup.warm_start_configs)
-                for config in grid_configs(setup.space, points, setup.seed)[:max(0, room)]:
-                    self._enqueue(config, "grid")
+            self._recover()
         self.progress.start(setup, sorted(self.records.values(), key=lambda r: r.number))
         try:
             self._loop()
@@ -156,6 +155,22 @@ class _Search(Promotion, Recovery):
             self._write_results()
         self._finish_paused()
         return sorted(self.records.values(), key=lambda r: r.number)
+
+    def _initialize(self) -> None:
+        """Enqueue the first trials (baseline, warm start, grid), then mark the study initialized. A
+        resume after a crash in between enqueues again: ``skip_if_exists`` drops what is there."""
+        setup = self.setup
+        once = setup.resume  # finishing a creation: what is enqueued already stays (and only once)
+        self._enqueue(setup.space.defaults(), "baseline", once=once)
+        for config in setup.warm_start_configs:
+            self._enqueue(config, "warm_start", once=once)
+        if setup.algorithm == "grid":
+            points = setup.algorithm_settings["grid_points"]
+            room = setup.budget_trials - 1 - len(setup.warm_start_configs)
+            for config in grid_configs(setup.space, points, setup.seed)[:max(0, room)]:
+                self._enqueue(config, "grid", once=once)
+        kill_point("enqueued")
+        mark_initialized(self.study)
 
     def _loop(self) -> None:
         finished: TrialRecord | None = None
@@ -216,6 +231,7 @@ class _Search(Promotion, Recovery):
         if fixed is not None:
             self._enqueue(fixed, "pbt")
         trial = self.study.ask()
+        kill_point("ask")
         if slot is not None:
             self._prepare(slot, trial.number)
         self._trials[trial.number] = trial
@@ -246,10 +262,11 @@ class _Search(Promotion, Recovery):
             with contextlib.suppress(WorkerDied):  # the slot thread restarts the worker for the trial
                 worker.send({"op": "prepare", "trial_dir": str(rundir.trial_dir(self.setup.run_dir, number))})
 
-    def _enqueue(self, config: dict[str, Any], source: str) -> None:
+    def _enqueue(self, config: dict[str, Any], source: str, once: bool = False) -> None:
+        """``once``: not when a trial with these params is already in the study (the first trials)."""
         config = {k: plain(v) for k, v in config.items()}
         self.study.enqueue_trial(enqueue_params(self.setup.space, config),
-                                 user_attrs={"source": source, "fixed_config": config})
+                                 user_attrs={"source": source, "fixed_config": config}, skip_if_exists=once)
 
 
 
@@ -288,6 +305,7 @@ class _Search(Promotion, Recovery):
         # the worker's first report waits for self.lock (held by our caller), so the tracker still
         # sees trial_started before any epoch
         self.slot_threads[slot][1].put((job, message, sent_at))
+        kill_point("dispatch")
         self.tracker.trial_started(job.number, job.config, folder)
         self.progress.trial_started(job.number, job.config, slot)
         return job, payload
@@ -303,6 +321,7 @@ class _Search(Promotion, Recovery):
             if job.max_epochs is not None or job.extra:
                 rundir.write_json(folder / JOB_FILE, payload, indent=None)
             dump_yaml(payload["spec"], folder / SPEC)
+            kill_point("trial_files")
         except OSError as exc:  # the trial runs on (its spec travels in the job); the search goes on
             self.progress.message(f"trial {job.number}: could not write {folder}: {exc}")
 
@@ -361,6 +380,7 @@ class _Search(Promotion, Recovery):
                              extra={"kind": job.kind}).to_json()
 
     def _on_report(self, job: Job, msg: dict) -> str | None:
+        kill_point("report")
         job.reported += 1
         metrics = msg.get("metrics") or {}
         value = metrics.get(self.setup.monitor.metric)
@@ -391,6 +411,7 @@ class _Search(Promotion, Recovery):
                     values = None
             self.study.tell(job.number, values if state == TrialState.COMPLETE else None, state=optuna_state(state),
                             skip_if_finished=True)
+            kill_point("tell")
         # result.json is written after the study knows the outcome, once the next trial is under way
         # (_loop); a crash in between is recovered from the study and metrics.jsonl (_recover)
         self._unwritten[job.number] = record
@@ -407,6 +428,7 @@ class _Search(Promotion, Recovery):
             record = self._unwritten.pop(n, None)
             if record is not None:
                 rundir.write_json(rundir.trial_dir(self.setup.run_dir, n) / RESULT, record.to_json())
+                kill_point("result_written")
 
     def _record(self, record: TrialRecord, announce: bool = True) -> None:
         """Account for a finished trial (failure streak, stop); ``announce`` also tells tracker and display."""

@@ -1,16 +1,27 @@
 """The study's storage (a journal file in the run folder by default, or ``--storage``) and the study.
+
+A study records which run folder it belongs to (the ``automl_run_dir`` study attribute) and whether
+its creation finished (``automl_initialized``: the baseline and the warm-start/grid trials are
+enqueued), so that ``--resume`` can finish a creation a crash cut short and refuse a study that
+another run folder made in a shared ``--storage``.
 """
 
 from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
 
 from automl.trials.records import SearchSetup
 from automl.errors import AutomlError
 from automl.trials.algorithms import make_pruner, make_sampler
 
+RUN_DIR_ATTR = "automl_run_dir"
+INITIALIZED_ATTR = "automl_initialized"
+
 
 def open_storage(setup: SearchSetup):
     """The study storage: a journal file in the run folder unless ``--storage`` names another."""
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -21,11 +32,25 @@ def open_storage(setup: SearchSetup):
         path = url.removeprefix("journal://")
         return JournalStorage(JournalFileBackend(path))
     if url.startswith("sqlite:"):
-        # one writer (this process) + readers: a generous timeout covers `automl status` readers
-        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        # RDBStorage looks for its tables, then creates the missing ones: two searches opening one
+        # fresh database both create them ("table ... already exists"). A file lock beside the
+        # database serializes that (an in-memory database has no file and no second opener).
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        lock = _file_lock(Path(path + ".lock")) if path and path != ":memory:" else contextlib.nullcontext()
+        with lock:
+            # one writer (this process) + readers: a generous timeout covers `automl status` readers
+            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     if "://" in url:
         return RDBStorage(url)
     raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def check_storage(setup: SearchSetup) -> None:
@@ -44,7 +69,19 @@ def check_storage(setup: SearchSetup) -> None:
                           "expected sqlite:///PATH, postgresql://USER@HOST/DB or journal://PATH") from None
 
 
-def load_study(setup: SearchSetup, *, create: bool):
+def check_name_free(setup: SearchSetup) -> None:
+    """Refuse a new search whose name a shared ``--storage`` already holds (before any folder exists)."""
+    if not setup.storage or setup.resume:
+        return
+    storage = open_storage(setup)
+    if any(s.study_name == setup.name for s in storage.get_all_studies()):
+        raise AutomlError(f"a study named '{setup.name}' already exists in {setup.storage} (another search's); "
+                          f"pick another --name")
+
+
+def load_study(setup: SearchSetup):
+    """``(study, fresh)``: the search's study; ``fresh`` when it still needs its first trials enqueued
+    (a new search, or one whose creation a crash interrupted: ``--resume`` finishes it)."""
     import optuna
 
     storage = open_storage(setup)
@@ -52,13 +89,32 @@ def load_study(setup: SearchSetup, *, create: bool):
     sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions),
                            tpe_window=setup.algorithm_settings.get("tpe_window"))
     pruner = make_pruner(setup.algorithm, setup.algorithm_settings)
+    where = setup.storage or setup.run_dir
     try:
-        if create:
-            return optuna.create_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner,
-                                       directions=directions, load_if_exists=False)
-        return optuna.load_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner)
-    except optuna.exceptions.DuplicatedStudyError:
-        raise AutomlError(f"a study named '{setup.name}' already exists in {setup.storage or setup.run_dir}; "
-                          f"add --resume to continue it or pick another --name") from None
+        study = optuna.load_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner)
     except KeyError:
-        raise AutomlError(f"no study named '{setup.name}' in {setup.storage or setup.run_dir} to resume") from None
+        study = None
+    if study is None:
+        try:
+            study = optuna.create_study(storage=storage, study_name=setup.name, sampler=sampler, pruner=pruner,
+                                        directions=directions, load_if_exists=False)
+        except optuna.exceptions.DuplicatedStudyError:  # another search created it just now
+            raise AutomlError(f"a study named '{setup.name}' already exists in {where}; pick another --name") from None
+        study.set_user_attr(RUN_DIR_ATTR, str(setup.run_dir))
+    elif not setup.resume:
+        raise AutomlError(f"a study named '{setup.name}' already exists in {where}; "
+                          f"add --resume to continue it or pick another --name")
+    owner = study.user_attrs.get(RUN_DIR_ATTR)
+    if setup.storage and owner is not None and owner != str(setup.run_dir):
+        raise AutomlError(f"--resume: the study '{setup.name}' in {where} belongs to the search in {owner}, "
+                          f"not to {setup.run_dir}")
+    from optuna.trial import TrialState
+
+    # a study of an earlier version has no mark; one that ran trials was initialized
+    fresh = not study.user_attrs.get(INITIALIZED_ATTR) and all(
+        t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    return study, fresh
+
+
+def mark_initialized(study) -> None:
+    study.set_user_attr(INITIALIZED_ATTR, True)

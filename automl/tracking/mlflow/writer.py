@@ -55,6 +55,8 @@ class MlflowWriter:
             for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
                 logging.getLogger(name).setLevel(logging.WARNING)
 
+            # MlflowClient builds a missing SQLite store's tables itself, in place: build it atomically first
+            ensure_embedded_store(self.state.tracking_uri)
             self._client = MlflowClient(tracking_uri=self.state.tracking_uri, registry_uri=self.state.tracking_uri)
 
     # -- delivery entry point -------------------------------------------------------------------------
