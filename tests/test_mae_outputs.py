@@ -8,27 +8,17 @@ import json
 
 import pytest
 
-from automl.cli import main
 from automl.cli.actions import load_spec
 from automl.errors import AutomlError
 from automl.spec import apply_config, dump_yaml, load_yaml
 from trainers.mae import plugin
 from trainers.mae.data import MaeDataModule
+from _cli_helpers import run_cli, run_cli_steps
 
 TINY = {"model.arch": "test_vit", "model.timm_kwargs": {"patch_size": 8}, "model.decoder_embed_dim": 64,
         "model.decoder_depth": 1, "dataset.batch_size": 8, "dataset.num_workers_per_gpu": 0,
         "train.checkpoint_interval": 0, "train.num_epochs": 1, "dataset.augmentation.auto_aug": "",
         "dataset.augmentation.mixup": 0.0, "dataset.augmentation.cutmix": 0.0}
-
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +28,10 @@ def finetuned(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("AUTOML_TRACKING", "off")
     dump_yaml(apply_config(load_yaml(plugin.spec_template("train")), TINY), root / "tiny.yaml")
-    for args in (["data", "make", "--task", "mae", "--out", str(root / "data"), "--classes", "3", "--per-class", "8",
-                  "--size", "32"],
-                 ["train", "--model", "mae", "-e", str(root / "tiny.yaml"), "--data", str(root / "data"),
-                  "train.stage=finetune", "--results-dir", str(root / "train")]):
-        try:
-            main(args)
-        except SystemExit as exc:
-            assert exc.code == 0, args
+    run_cli_steps(["data", "make", "--task", "mae", "--out", str(root / "data"), "--classes", "3", "--per-class", "8",
+                   "--size", "32"],
+                  ["train", "--model", "mae", "-e", str(root / "tiny.yaml"), "--data", str(root / "data"),
+                   "train.stage=finetune", "--results-dir", str(root / "train")])
     yield root
     patch.undo()
 

@@ -8,25 +8,15 @@ import logging
 
 import pytest
 
-from automl.cli import main
 from trainers.ml_recog import plugin
 
 from _ml_recog_helpers import TAO_REFERENCES, make_data
+from _cli_helpers import run_cli
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("glyphs_cli"))
-
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("override, expected", [

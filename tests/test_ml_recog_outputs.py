@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from trainers.ml_recog import config, plugin
 from trainers.ml_recog.model import load_network
 
 from _ml_recog_helpers import TAO_REFERENCES
-
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from _cli_helpers import run_cli, run_cli_steps
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +23,10 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ml_recog_outputs")
     patch = pytest.MonkeyPatch()
     patch.setenv("AUTOML_TRACKING", "off")
-    for args in (["data", "make", "--task", "ml_recog", "--out", str(root / "data"), "--classes", "6", "--per-class", "4",
-                  "--size", "24"],
-                 ["train", "--model", "ml_recog", "--data", str(root / "data"), "train.num_epochs=1", "train.batch_size=8",
-                  "--results-dir", str(root / "train")]):
-        try:
-            main(args)
-        except SystemExit as exc:
-            assert exc.code == 0, args
+    run_cli_steps(["data", "make", "--task", "ml_recog", "--out", str(root / "data"), "--classes", "6", "--per-class", "4",
+                   "--size", "24"],
+                  ["train", "--model", "ml_recog", "--data", str(root / "data"), "train.num_epochs=1", "train.batch_size=8",
+                   "--results-dir", str(root / "train")])
     yield root
     patch.undo()
 

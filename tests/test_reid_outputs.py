@@ -9,25 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from automl.errors import AutomlError
 from automl.spec import apply_config, load_yaml
 from trainers.reid import plugin
 from trainers.reid.data import ReidDataModule
+from _cli_helpers import run_cli, run_cli_steps
 
 TAO = Path(__file__).resolve().parents[1].parent / "shared" / "tao-models" / "tao-train-reid" / "references"
 CPU = ["model.backbone=test_resnet.r160_in1k", "model.input_height=64", "model.input_width=32", "dataset.batch_size=16",
        "dataset.num_workers=0", "train.num_epochs=1", "train.checkpoint_interval=0"]
-
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +26,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("reid_outputs")
     patch = pytest.MonkeyPatch()
     patch.setenv("AUTOML_TRACKING", "off")
-    for args in (["data", "make", "--task", "reid", "--out", str(root / "data"), "--classes", "8", "--per-class", "6"],
-                 ["train", "--model", "reid", "--data", str(root / "data"), *CPU, "--results-dir", str(root / "train")]):
-        try:
-            main(args)
-        except SystemExit as exc:
-            assert exc.code == 0, args
+    run_cli_steps(["data", "make", "--task", "reid", "--out", str(root / "data"), "--classes", "8", "--per-class", "6"],
+                  ["train", "--model", "reid", "--data", str(root / "data"), *CPU, "--results-dir", str(root / "train")])
     yield root
     patch.undo()
 
