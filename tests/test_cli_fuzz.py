@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +26,16 @@ from automl.cli import main
 # bounded (max_examples below): about a minute for the three on this project's 2-core CI machine;
 # derandomized so that the default test run is the same every time
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
-os.environ.setdefault("AUTOML_TRACKING", "off")  # plain training's MLflow run is not what is fuzzed here
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_tracking():
+    """Plain training's MLflow run is not what is fuzzed here; the setting is undone after this module
+    (set at import time it leaked into every later test of the session and turned their tracking off)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AUTOML_TRACKING", "off")
+    yield
+    patch.undo()
 
 # keys the toy's schema has (the failure and sleep knobs are left out: they fail or slow down on purpose),
 # sections, and keys it does not have

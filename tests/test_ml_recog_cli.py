@@ -31,7 +31,7 @@ def test_spec_errors_are_one_line_with_exit_2(override, expected, capsys, tmp_pa
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
-    assert "spec_template_train.yaml" in lines[0]  # names the file
+    assert lines[0].startswith("error: override: ")  # names where the bad value came from: the override
 
 
 def test_unavailable_backbone_lists_the_available_ones():

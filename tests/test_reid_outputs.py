@@ -57,7 +57,7 @@ def test_inference_predictions_survive_the_summary(trained, capsys, tmp_path):
 
 def test_output_file_on_the_summary_path_is_refused_before_running(trained, capsys, tmp_path):
     code, _, err = _inference(trained, tmp_path, capsys, f"inference.output_file={tmp_path / 'inference.json'}")
-    assert code == 2 and "inference.output_file" in err and "summary" in err
+    assert code == 2 and "inference.output_file" in err and "summary" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "inference.json").exists()
 
 

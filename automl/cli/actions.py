@@ -18,6 +18,7 @@ import typer
 
 from automl import plugins
 from automl.cli import app
+from automl.errors import SpecError
 from automl.spec import apply_config, dump_yaml, get_dotted, load_yaml, parse_overrides
 from automl.training.devices import is_launched_worker
 
