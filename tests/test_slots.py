@@ -12,9 +12,16 @@ def gpus_of(slots):
     return [s["gpus"] for s in slots]
 
 
-def test_cpu_slots_without_gpus():
+def test_cpu_slots_without_gpus(monkeypatch):
+    from automl.trials import slots as slots_module
+
     assert gpus_of(make_slots(3, None, inventory=[])) == [[], [], []]
-    assert gpus_of(make_slots(None, None, inventory=[])) == [[]]
+    # default: one single-thread slot per core, capped
+    for cores, expected in ((1, 1), (2, 2), (16, slots_module.MAX_DEFAULT_CPU_SLOTS)):
+        monkeypatch.setattr(slots_module, "cpu_count", lambda cores=cores: cores)
+        slots = make_slots(None, None, inventory=[])
+        assert len(slots) == expected and all(s["gpus"] == [] for s in slots)
+    assert [s["threads"] for s in make_slots(None, None, inventory=[])] == [4] * 4  # 16 cores / 4 slots
     assert slot_env({"index": 1, "gpus": []}, {})["CUDA_VISIBLE_DEVICES"] == ""
 
 

@@ -139,7 +139,7 @@ def run(
                                             help=f"{', '.join(ALGORITHMS)} (TAO: bayesian ...); `automl algorithms` lists them."),
     setting: Optional[list[str]] = typer.Option(None, "--setting", help=f"Algorithm setting KEY=VALUE. {settings_help()}."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="'metric:max,latency_ms:min' (multi-objective: nsga2)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Trials at a time (default: one per GPU slot, or 1)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Trials at a time (default: one per GPU slot; on CPU one per core, at most 4)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1,2,3 (default: all; 'none' for CPU)."),
     gpus_per_trial: int = typer.Option(1, "--gpus-per-trial", help="GPUs per trial (the trainer's DDP)."),
     trials_per_gpu: int = typer.Option(1, "--trials-per-gpu", help="Trials packed on one GPU."),

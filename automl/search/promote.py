@@ -10,6 +10,7 @@ import copy
 import importlib.util
 import math
 import os
+import queue
 import shutil
 import statistics
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,25 @@ def _train_again(setup: SearchSetup, record: TrialRecord, index: int, seed: int,
     return SeedRun(record.number, index, seed, float(result["value"]), result.get("best_checkpoint"), spec)
 
 
+def _train_on_slots(setup: SearchSetup, jobs: list[tuple[TrialRecord, int, int]]) -> list[SeedRun | None]:
+    """Run ``(record, index, seed)`` re-trainings on the search's slots, one per slot at a time, in the
+    slot's environment (its GPUs, or its share of the cores): on the 2-core host two one-thread runs
+    side by side finish well before two two-thread runs one after the other (see ``MAX_DEFAULT_CPU_SLOTS``)."""
+    free: queue.Queue = queue.Queue()
+    for slot in setup.slots or [{"index": 0, "gpus": []}]:
+        free.put(slot_env(slot))
+
+    def train(job: tuple[TrialRecord, int, int]) -> SeedRun | None:
+        env = free.get()
+        try:
+            return _train_again(setup, *job, env)
+        finally:
+            free.put(env)
+
+    with ThreadPoolExecutor(max_workers=free.qsize()) as pool:
+        return list(pool.map(train, jobs))
+
+
 def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progress: Any = None) -> dict[int, list[SeedRun]]:
     """Train each of ``top`` again with ``seeds`` other seeds (``train.seed``), one process per run.
 
@@ -137,12 +158,14 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
         if progress:
             progress.message("--reeval-top: the spec has no train.seed; re-evaluation skipped")
         return out
-    # one re-run at a time: it may use every core, not the thread share of a CPU slot
-    env = slot_env({"index": 0, "gpus": setup.slots[0]["gpus"] if setup.slots else []})
+    originals = {record.number: _original_run(setup, record) for record in top}
+    jobs = [(record, index, originals[record.number].seed + (1000 * index + 1 if index else 0))
+            for record in top
+            for index in range(0 if record.state != TrialState.COMPLETE else 1, seeds + 1)]
+    trained = dict(zip(((record.number, index) for record, index, _ in jobs), _train_on_slots(setup, jobs)))
     for record in top:
-        original = _original_run(setup, record)
-        first = original if record.state == TrialState.COMPLETE else _train_again(setup, record, 0, original.seed, env)
-        again = [_train_again(setup, record, k, original.seed + 1000 * k + 1, env) for k in range(1, seeds + 1)]
+        first = originals[record.number] if record.state == TrialState.COMPLETE else trained[(record.number, 0)]
+        again = [trained[(record.number, k)] for k in range(1, seeds + 1)]
         out[record.number] = [run for run in (first, *again) if run is not None]
         if progress:
             failed = 1 + seeds - len(out[record.number])
