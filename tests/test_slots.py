@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from automl.errors import AutomlError
@@ -15,6 +18,7 @@ def gpus_of(slots):
 def test_cpu_slots_without_gpus(monkeypatch):
     from automl.trials import slots as slots_module
 
+    monkeypatch.delenv("AUTOML_CPU_SLOTS", raising=False)
     assert gpus_of(make_slots(3, None, inventory=[])) == [[], [], []]
     # default: one single-thread slot per core, capped
     for cores, expected in ((1, 1), (2, 2), (16, slots_module.MAX_DEFAULT_CPU_SLOTS)):
@@ -22,6 +26,29 @@ def test_cpu_slots_without_gpus(monkeypatch):
         slots = make_slots(None, None, inventory=[])
         assert len(slots) == expected and all(s["gpus"] == [] for s in slots)
     assert [s["threads"] for s in make_slots(None, None, inventory=[])] == [4] * 4  # 16 cores / 4 slots
+    monkeypatch.setenv("AUTOML_CPU_SLOTS", "3")
+    assert len(make_slots(None, None, inventory=[])) == 3
+    monkeypatch.setenv("AUTOML_CPU_SLOTS", "two")
+    with pytest.raises(AutomlError, match="AUTOML_CPU_SLOTS='two'"):
+        make_slots(None, None, inventory=[])
+
+
+def test_a_cpu_search_without_workers_runs_one_trial_per_core(tmp_path):
+    """End to end, without the suite's ``AUTOML_CPU_SLOTS=1``: the default slots of a CPU search."""
+    import json
+    import os
+
+
+    from automl.trials.slots import MAX_DEFAULT_CPU_SLOTS, cpu_count
+
+    env = {k: v for k, v in os.environ.items() if k != "AUTOML_CPU_SLOTS"}
+    proc = subprocess.run([sys.executable, "-m", "automl", "run", "--model", "toy", "--no-tracking", "--output", "runs",
+                           "--name", "d", "--budget", "2", "--no-promote", "--json", "train.num_epochs=1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = json.loads((tmp_path / "runs" / "d" / "search.json").read_text())
+    assert header["workers"] == min(cpu_count(), MAX_DEFAULT_CPU_SLOTS)
+    assert f"{header['workers']} worker(s)" in proc.stderr
     assert slot_env({"index": 1, "gpus": []}, {})["CUDA_VISIBLE_DEVICES"] == ""
 
 

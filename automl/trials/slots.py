@@ -70,6 +70,17 @@ def parse_gpus(text: str | None) -> list[int] | None:
 MAX_DEFAULT_CPU_SLOTS = 4
 
 
+def default_cpu_slots() -> int:
+    """CPU slots without ``--workers``: ``AUTOML_CPU_SLOTS`` when set (a host's operator, or the test
+    suite, which pins 1), else one per core up to ``MAX_DEFAULT_CPU_SLOTS``."""
+    value = os.environ.get("AUTOML_CPU_SLOTS", "").strip()
+    if not value:
+        return min(cpu_count(), MAX_DEFAULT_CPU_SLOTS)
+    if not value.isdigit() or int(value) < 1:
+        raise AutomlError(f"AUTOML_CPU_SLOTS={value!r}: expected a whole number of CPU slots, at least 1")
+    return int(value)
+
+
 def make_slots(
     workers: int | None = None,
     gpus: list[int] | None = None,
@@ -100,7 +111,7 @@ def make_slots(
         if len(set(gpus)) != len(gpus):
             raise AutomlError(f"--gpus {','.join(map(str, gpus))}: a GPU is listed twice")
     if not gpus:
-        n = workers or min(cpu_count(), MAX_DEFAULT_CPU_SLOTS)
+        n = workers or default_cpu_slots()
         # CPU slots share the cores: each trial's torch gets its share instead of every trial starting one
         # thread per core (on 2 cores, 2 workers x 2 threads ran slower than 1 worker).
         return [{"index": i, "gpus": [], "threads": max(1, cpu_count() // n)} for i in range(n)]
