@@ -18,12 +18,13 @@ import collections
 import fcntl
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from automl.fsutil import write_text
 
 SPOOL_FILE = "tracking_spool.jsonl"
 CURSOR_FILE = "tracking_spool.cursor"
@@ -75,9 +76,7 @@ class Spool:
             return 0
 
     def set_cursor(self, seq: int) -> None:
-        tmp = self.cursor_path.with_name(self.cursor_path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(str(seq))
-        os.replace(tmp, self.cursor_path)
+        write_text(self.cursor_path, str(seq))
 
     def pending(self) -> list[dict[str, Any]]:
         done = self.cursor()

@@ -1,0 +1,67 @@
+"""Files that must survive a kill: atomic writes.
+
+A leaf module: it imports nothing from ``automl``, so every layer (the trials' run folder, the
+tracking spool and store) uses the same helpers. It also holds the names of files that two modules
+which cannot import each other both spell.
+
+Atomic writes: a killed writer leaves the old file or none, never half a file. Every JSON, YAML and
+CSV file of a run folder is written through :func:`write_text`, the toy trainer's checkpoints through
+:func:`write_with`; Lightning's own checkpoint IO writes a temporary file in the system's temporary
+folder and moves it into place.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+#: one JSON object per epoch: written by automl.reporting, read by automl.trials (a trial folder's file)
+METRICS = "metrics.jsonl"
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary name beside ``path``, then ``os.replace`` it into place."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(text)
+    except FileNotFoundError:  # the folder is made only when missing: one syscall less per write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` writes the file under a temporary name; it then replaces ``path`` in one rename.
+    For files another library serializes (``torch.save`` of the toy trainer's checkpoints: importing
+    Lightning's atomic checkpoint IO would cost a light trial process seconds)."""
+    path = Path(path)
+    tmp = _temporary(path)
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def create_with(path: str | Path, write: Callable[[Path], object]) -> bool:
+    """:func:`write_with` for a file made once and never replaced (a database others may have open):
+    False, and nothing changed, when another process put ``path`` in place while ``write`` ran."""
+    path = Path(path)
+    tmp = _temporary(path)
+    tmp.unlink(missing_ok=True)  # a killed earlier writer of the same process id: start afresh
+    try:
+        write(tmp)
+        if path.exists():
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    # one temporary name per writer: two processes may write the same file (the Ray driver and a
+    # trial both write result.json when Tune stops a trial), and a shared name makes one rename fail
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
