@@ -1,20 +1,25 @@
-"""Files that must survive a kill: atomic writes.
+"""Files that must survive a kill: atomic writes, exclusive file locks.
 
 A leaf module: it imports nothing from ``automl``, so every layer (the trials' run folder, the
-tracking spool and store) uses the same helpers. It also holds the names of files that two modules
-which cannot import each other both spell.
+tracking spool and store, the Optuna storage) uses the same helpers. It also holds the names of files
+that two modules which cannot import each other both spell.
 
 Atomic writes: a killed writer leaves the old file or none, never half a file. Every JSON, YAML and
 CSV file of a run folder is written through :func:`write_text`, the toy trainer's checkpoints through
 :func:`write_with`; Lightning's own checkpoint IO writes a temporary file in the system's temporary
 folder and moves it into place.
+
+Locks: ``flock`` on a file, dropped by the kernel when the holder dies (see automl.trials.runlock
+for what it is worth on NFS).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: one JSON object per epoch: written by automl.reporting, read by automl.trials (a trial folder's file)
@@ -65,3 +70,42 @@ def _temporary(path: Path) -> Path:
     # one temporary name per writer: two processes may write the same file (the Ray driver and a
     # trial both write result.json when Tune stops a trial), and a shared name makes one rename fail
     return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def lock_file(path: str | Path, *, blocking: bool = True) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` (made, with its folder, when missing) and return the
+    descriptor that holds it; ``blocking=False``: None at once when another process holds it. Closing
+    the descriptor (:func:`unlock`) drops the lock, and the kernel drops it when the process dies,
+    ``kill -9`` included. The descriptor is not inherited by child processes (``O_CLOEXEC``)."""
+    path = Path(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Drop a lock :func:`lock_file` took."""
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[int]:
+    """``with locked(path):`` holds an exclusive lock on ``path``, waiting for it if another holds it."""
+    fd = lock_file(path)
+    assert fd is not None  # a blocking lock is taken or raises
+    try:
+        yield fd
+    finally:
+        unlock(fd)

@@ -9,11 +9,10 @@ another run folder made in a shared ``--storage``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-from pathlib import Path
 
 from automl.trials.records import SearchSetup
 from automl.errors import AutomlError
+from automl.fsutil import locked
 from automl.trials.algorithms import make_pruner, make_sampler
 
 RUN_DIR_ATTR = "automl_run_dir"
@@ -36,21 +35,13 @@ def open_storage(setup: SearchSetup):
         # fresh database both create them ("table ... already exists"). A file lock beside the
         # database serializes that (an in-memory database has no file and no second opener).
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        lock = _file_lock(Path(path + ".lock")) if path and path != ":memory:" else contextlib.nullcontext()
+        lock = locked(path + ".lock") if path and path != ":memory:" else contextlib.nullcontext()
         with lock:
             # one writer (this process) + readers: a generous timeout covers `automl status` readers
             return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     if "://" in url:
         return RDBStorage(url)
     raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 def check_storage(setup: SearchSetup) -> None:
