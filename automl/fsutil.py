@@ -1,13 +1,15 @@
-"""Files that must survive a kill: atomic writes, exclusive file locks.
+"""Files that must survive a kill: atomic writes, their stale temporaries, exclusive file locks.
 
 A leaf module: it imports nothing from ``automl``, so every layer (the trials' run folder, the
 tracking spool and store, the Optuna storage) uses the same helpers. It also holds the names of files
 that two modules which cannot import each other both spell.
 
 Atomic writes: a killed writer leaves the old file or none, never half a file. Every JSON, YAML and
-CSV file of a run folder is written through :func:`write_text`, the toy trainer's checkpoints through
-:func:`write_with`; Lightning's own checkpoint IO writes a temporary file in the system's temporary
-folder and moves it into place.
+CSV file of a run folder is written through :func:`write_text`, the toy trainer's checkpoints and
+the Ray backend's resume checkpoint through :func:`write_with` (Lightning's own checkpoint IO writes
+its temporary file in the system's temporary folder and moves it into place). A writer killed between
+its write and its rename leaves ``<name>.<pid>-<thread>.tmp`` beside the file:
+:func:`remove_temporaries` clears them (a trial's ``checkpoints/`` when the trial runs again).
 
 Locks: ``flock`` on a file, dropped by the kernel when the holder dies (see automl.trials.runlock
 for what it is worth on NFS).
@@ -18,12 +20,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: one JSON object per epoch: written by automl.reporting, read by automl.trials (a trial folder's file)
 METRICS = "metrics.jsonl"
+
+#: the temporary names :func:`write_text`, :func:`write_with` and :func:`create_with` use, and only those
+_TEMPORARY = re.compile(r".+\.\d+-\d+\.tmp")
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -70,6 +76,23 @@ def _temporary(path: Path) -> Path:
     # one temporary name per writer: two processes may write the same file (the Ray driver and a
     # trial both write result.json when Tune stops a trial), and a shared name makes one rename fail
     return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what a writer killed between its write and its rename left in ``folder`` (only names
+    :func:`_temporary` makes); call it only when no writer of that folder can be running."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        if _TEMPORARY.fullmatch(name):
+            path = Path(folder) / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def lock_file(path: str | Path, *, blocking: bool = True) -> int | None:
