@@ -44,14 +44,16 @@ def open_storage(setup: SearchSetup):
     raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
 
 
-def check_storage(setup: SearchSetup) -> None:
-    """Open ``--storage`` once, before the run folder exists: a URL no database driver reads, a
-    database that cannot be reached or a journal path that cannot be written is one line now instead
-    of a traceback after ``search.json`` was written (which would leave the name taken)."""
+def check_storage(setup: SearchSetup):
+    """Open ``--storage`` before the run folder exists: a URL no database driver reads, a database that
+    cannot be reached or a journal path that cannot be written is one line now instead of a traceback
+    after ``search.json`` was written (which would leave the name taken). Returns the storage, for
+    :func:`check_name_free` and :func:`load_study` to go on with instead of opening it again; None
+    without ``--storage`` (the journal file in the run folder is made with the folder)."""
     if not setup.storage:
-        return  # the journal file in the run folder, made with the folder
+        return None
     try:
-        open_storage(setup)
+        return open_storage(setup)
     except AutomlError:
         raise
     except Exception as exc:  # sqlalchemy's NoSuchModuleError/ArgumentError/OperationalError, OSError, ...
@@ -60,22 +62,23 @@ def check_storage(setup: SearchSetup) -> None:
                           "expected sqlite:///PATH, postgresql://USER@HOST/DB or journal://PATH") from None
 
 
-def check_name_free(setup: SearchSetup) -> None:
-    """Refuse a new search whose name a shared ``--storage`` already holds (before any folder exists)."""
-    if not setup.storage or setup.resume:
+def check_name_free(setup: SearchSetup, storage) -> None:
+    """Refuse a new search whose name the shared ``storage`` (what :func:`check_storage` returned)
+    already holds, before any folder exists. For new searches only: a resumed one is in it."""
+    if storage is None:
         return
-    storage = open_storage(setup)
     if any(s.study_name == setup.name for s in storage.get_all_studies()):
         raise AutomlError(f"a study named '{setup.name}' already exists in {setup.storage} (another search's); "
                           f"pick another --name")
 
 
-def load_study(setup: SearchSetup):
+def load_study(setup: SearchSetup, storage=None):
     """``(study, fresh)``: the search's study; ``fresh`` when it still needs its first trials enqueued
-    (a new search, or one whose creation a crash interrupted: ``--resume`` finishes it)."""
+    (a new search, or one whose creation a crash interrupted: ``--resume`` finishes it). ``storage``:
+    the one :func:`check_storage` opened (None: opened here)."""
     import optuna
 
-    storage = open_storage(setup)
+    storage = storage if storage is not None else open_storage(setup)
     directions = [m.direction for m in setup.objectives]
     sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions),
                            tpe_window=setup.algorithm_settings.get("tpe_window"))
