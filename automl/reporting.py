@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from automl.fsutil import METRICS
+
 
 @runtime_checkable
 class Reporter(Protocol):
@@ -63,7 +65,7 @@ class FileReporter:
     """Appends each epoch to ``metrics.jsonl``; never asks to stop."""
 
     def __init__(self, results_dir: str | Path):
-        self.path = Path(results_dir) / "metrics.jsonl"
+        self.path = Path(results_dir) / METRICS
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Path | None = None) -> None:
         record = {"epoch": int(epoch), "time": time.time(), "metrics": _finite(metrics)}
@@ -84,7 +86,7 @@ class FileReporter:
 
 def read_metrics(results_dir: str | Path) -> list[dict]:
     """Read ``metrics.jsonl``; a line cut short by a kill is ignored."""
-    path = Path(results_dir) / "metrics.jsonl"
+    path = Path(results_dir) / METRICS
     if not path.exists():
         return []
     records = []

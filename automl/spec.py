@@ -62,7 +62,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def dump_yaml(spec: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``spec`` as YAML (libyaml's emitter when available: several times faster than pure Python)."""
-    from automl.trials.atomic import write_text
+    from automl.fsutil import write_text
 
     text = yaml.dump(_plain(spec), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
     return write_text(path, text)

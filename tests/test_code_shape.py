@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 80
@@ -152,3 +151,9 @@ def test_no_function_over_80_lines():
 
 def test_no_module_over_500_lines():
     assert long_modules(ROOT, "automl", "trainers") == []
+
+
+
+def test_fsutil_is_a_leaf():
+    graph = import_graph(ROOT, "automl")
+    assert graph["automl.fsutil"] == set(), "automl.fsutil is what every layer may import: it imports no automl module"

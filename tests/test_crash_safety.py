@@ -152,12 +152,34 @@ def test_a_checkpoint_killed_mid_write_leaves_the_previous_one(tmp_path):
     assert automl(tmp_path, *args, kill_at="checkpoint_write#2").returncode == -signal.SIGKILL
     import torch
 
-    last = tmp_path / "runs" / "w" / "trials" / "0000" / "checkpoints" / "last.ckpt"
+    folder = tmp_path / "runs" / "w" / "trials" / "0000" / "checkpoints"
+    last = folder / "last.ckpt"
     assert int(torch.load(last, weights_only=True)["epoch"]) == 0, "the last complete checkpoint, untouched"
+    stale = list(folder.glob("last.ckpt.*-*.tmp"))
+    assert len(stale) == 1, sorted(p.name for p in folder.iterdir())
+    for name in ("notes.tmp", "last.ckpt.tmp", "last.ckpt.12-x.tmp"):  # not names the writers make
+        (folder / name).write_text("kept")
     resumed = automl(tmp_path, *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "from its last checkpoint" in resumed.stdout + resumed.stderr
     check_finished_search(tmp_path / "runs" / "w", "w", budget=1, epochs=3)
+    assert sorted(p.name for p in folder.glob("*.tmp")) == ["last.ckpt.12-x.tmp", "last.ckpt.tmp", "notes.tmp"], \
+        "the resumed trial removed the stale temporary its killed run left, and nothing else"
+
+
+def test_remove_temporaries_takes_only_the_names_the_atomic_writers_make(tmp_path):
+    from automl.fsutil import _temporary, remove_temporaries
+
+    ours = ["best.ckpt.123-140245.tmp", "result.json.9-1.tmp"]
+    others = ["best.ckpt", "notes.tmp", ".resume.ckpt.tmp", "a.1-2.tmp.bak", "a.1-2.tmpx", "a.-2.tmp", "epoch_003.ckpt"]
+    for name in ours + others:
+        (tmp_path / name).write_text("x")
+    assert sorted(p.name for p in remove_temporaries(tmp_path)) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
+    assert remove_temporaries(tmp_path / "missing") == []
+    tmp = _temporary(tmp_path / "f.json")  # the name every atomic writer of automl.fsutil uses
+    tmp.write_text("x")
+    assert remove_temporaries(tmp_path) == [tmp]
 
 
 def _popen(cwd: Path, *args: str) -> subprocess.Popen:

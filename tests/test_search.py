@@ -264,3 +264,39 @@ def test_sqlite_storage_with_parallel_workers(tmp_path):
 
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
     assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)
+
+
+def test_a_search_with_a_sqlite_storage_opens_it_once(tmp_path, monkeypatch, capsys):
+    """The CLI's checks before the run folder exists (the storage opens, the name is free) and the study
+    itself share one storage: one RDBStorage per command, new search or --resume."""
+    from optuna.storages import RDBStorage
+
+    from _cli_helpers import run_cli
+    from automl.backends.optuna import storage as optuna_storage
+
+    opened, calls = [], []
+    real_init, real_open = RDBStorage.__init__, optuna_storage.open_storage
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("url"))
+        real_init(self, *args, **kwargs)
+
+    def counting_open(setup):
+        calls.append(setup.name)
+        return real_open(setup)
+
+    monkeypatch.setattr(RDBStorage, "__init__", counting_init)
+    monkeypatch.setattr(optuna_storage, "open_storage", counting_open)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["run", "--model", "toy", "--name", "once", "--output", str(tmp_path / "runs"), "--storage", url,
+            "--no-tracking", "--no-promote", "--reeval-top", "0", "--seed", "0", "train.num_epochs=1"]
+    code, _, err = run_cli([*args, "--budget", "1"], capsys)
+    assert code in (0, None), err[-2000:]
+    assert (opened, calls) == ([url], ["once"])
+    opened.clear()
+    calls.clear()
+    code, _, err = run_cli([*args, "--budget", "2", "--resume"], capsys)
+    assert code in (0, None), err[-2000:]
+    assert (opened, calls) == ([url], ["once"])
+    assert sorted(results(tmp_path / "runs" / "once")) == [0, 1]

@@ -190,7 +190,7 @@ def run(
                           max_failures=max_failures, settings=_settings(list(setting or [])), command=command,
                           space_source=space_source)
     backend_options = {"address": address} if address else None
-    prepare_backend(setup, backend, backend_options)  # refusals before the folder exists (run_search checks again)
+    prepared = prepare_backend(setup, backend, backend_options)  # refusals before the folder exists
     console.print(f"{'dry run (nothing written): ' if dry_run else ''}search [bold]{setup.name}[/] -> {setup.run_dir}  ({setup.algorithm}, budget {setup.budget_trials}, "
                   f"{setup.workers} worker(s){', GPUs ' + ','.join(map(str, setup.gpus)) if setup.gpus else ', CPU'})")
     if dry_run:
@@ -198,8 +198,7 @@ def run(
             print(json.dumps({"dry_run": True, **setup.to_json()}, default=str))
         return
     progress = LiveProgress(console)
-    summary = run_search(setup, backend=backend, backend_options=backend_options,
-                         progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
+    summary = run_search(setup, prepared=prepared, progress=progress, reeval_top=reeval_k, reeval_seeds=reeval_seeds,
                          promote_best=not no_promote, tracking_uri=tracking_uri, tracking=tracking,
                          force_champion=force_champion)
     _print_summary(summary, console, shown=progress.shown)

@@ -332,16 +332,19 @@ def prepare_backend(setup: SearchSetup, backend: str | None,
 def run_search(setup: SearchSetup, *, backend: str | None = None, backend_options: Mapping[str, Any] | None = None,
                tracker: Any = None, progress: Progress | None = None,
                reeval_top: int | str = 0, reeval_seeds: int = 2, promote_best: bool = True,
-               tracking_uri: str | None = None, tracking: bool = True, force_champion: bool = False) -> dict[str, Any]:
+               tracking_uri: str | None = None, tracking: bool = True, force_champion: bool = False,
+               prepared: tuple[Any, str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run the search end to end and return the summary. ``reeval_top``: a count or ``"auto"`` (what
     the CLI passes by default; see :func:`automl.search.promote.reeval_count`). ``backend_options`` go to
-    the backend's constructor (``address`` for Ray)."""
+    the backend's constructor (``address`` for Ray). ``prepared``: what :func:`prepare_backend` returned
+    for this setup when the caller already checked it (the CLI does, before it says anything), so
+    the backend is not made and checked again; then ``backend`` and ``backend_options`` are unused."""
     from automl.search.promote import finish_search
     from automl.tracking import create_tracker
 
     started = time.time()
     progress = progress or Progress()
-    engine, backend, options = prepare_backend(setup, backend, backend_options)
+    engine, backend, options = prepared or prepare_backend(setup, backend, backend_options)
     # one controller per run folder, for its whole life (README "One controller per search")
     with RunLock(setup.run_dir):
         if not setup.resume and (setup.run_dir / rundir.SEARCH_JSON).exists():  # another run, just now

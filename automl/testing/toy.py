@@ -35,7 +35,7 @@ from automl.plugins import Monitor, TrainerPlugin
 from automl.reporting import Reporter
 from automl.spec import get_dotted
 from automl.testing.killpoints import kill_point
-from automl.trials.atomic import write_with
+from automl.fsutil import write_with
 
 ROOT = Path(__file__).resolve().parents[2] / "search_spaces"
 ACTIVATION_PENALTY = {"relu": 0.0, "gelu": 0.05, "tanh": 0.15}

@@ -10,7 +10,6 @@ parent run's ``best_so_far`` metric: running best of the completed values, in th
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import warnings

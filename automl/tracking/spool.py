@@ -15,15 +15,15 @@ outage or a crash, and it covers metrics/params/tags but not run creation, artif
 from __future__ import annotations
 
 import collections
-import fcntl
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from automl.fsutil import lock_file, unlock, write_text
 
 SPOOL_FILE = "tracking_spool.jsonl"
 CURSOR_FILE = "tracking_spool.cursor"
@@ -75,9 +75,7 @@ class Spool:
             return 0
 
     def set_cursor(self, seq: int) -> None:
-        tmp = self.cursor_path.with_name(self.cursor_path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(str(seq))
-        os.replace(tmp, self.cursor_path)
+        write_text(self.cursor_path, str(seq))
 
     def pending(self) -> list[dict[str, Any]]:
         done = self.cursor()
@@ -90,24 +88,21 @@ class DeliveryLock:
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
-        self._fh = None
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a")
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            return False
-        self._fh = fh
-        return True
+            self._fd = lock_file(self.path, blocking=False)
+        except OSError as exc:
+            if exc.filename is not None:  # the file could not be opened (flock's own errors name none)
+                raise
+            self._fd = None  # a filesystem without locks: deliver nothing rather than twice
+        return self._fd is not None
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            unlock(self._fd)
+            self._fd = None
 
 
 Batch = list[dict[str, Any]]

@@ -10,11 +10,12 @@ runs instead of creating new ones.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
+
+from automl.fsutil import create_with, write_text
 
 STATE_FILE = "mlflow.json"
 DB_FILE = "mlflow.db"
@@ -86,10 +87,7 @@ class TrackingState:
                 "runs": self.runs,
                 "registered": self.registered,
             }
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=2))
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(data, indent=2))
 
 
 def read_state(run_dir: Path) -> dict[str, Any] | None:
@@ -114,14 +112,11 @@ def ensure_embedded_store(tracking_uri: str) -> None:
         return
     from mlflow.store.db import utils as db_utils
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.init")
-    tmp.unlink(missing_ok=True)
-    engine = db_utils.create_sqlalchemy_engine_with_retry(f"{prefix}{tmp}")
-    try:
-        db_utils._initialize_tables(engine)  # what SqlAlchemyStore does on an empty database
-    finally:
-        engine.dispose()
-    if path.exists():  # another process won the race; its store is as good as ours
-        tmp.unlink(missing_ok=True)
-        return
-    os.replace(tmp, path)
+    def build(tmp: Path) -> None:
+        engine = db_utils.create_sqlalchemy_engine_with_retry(f"{prefix}{tmp}")
+        try:
+            db_utils._initialize_tables(engine)  # what SqlAlchemyStore does on an empty database
+        finally:
+            engine.dispose()
+
+    create_with(path, build)  # False: another process won the race; its store is as good as ours

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from automl.trials.atomic import write_text
+from automl.fsutil import write_text
 
 
 def plain(value: Any) -> Any:

@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automl.trials.atomic import write_text
+from automl import fsutil
+from automl.fsutil import write_text
 from automl.trials.records import TrialRecord, TrialState
 from automl.errors import AutomlError
 
@@ -34,8 +35,9 @@ REEVAL = "reeval"
 # a trial folder's files
 CONFIG = "config.json"
 SPEC = "spec.yaml"
-#: one JSON object per epoch, appended by the reporters of automl.reporting
-METRICS = "metrics.jsonl"
+#: one JSON object per epoch, appended by the reporters of automl.reporting (the name lives in
+#: automl.fsutil, which automl.reporting can import without a circle)
+METRICS = fsutil.METRICS
 RESULT = "result.json"
 #: an earlier stretch's result.json, kept while a paused or interrupted trial goes on
 PREVIOUS_RESULT = "result.prev.json"

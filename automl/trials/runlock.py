@@ -13,13 +13,13 @@ lock-capable NFSv4 mount.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 from pathlib import Path
 
 from automl.errors import AutomlError
+from automl.fsutil import lock_file, unlock
 from automl.trials.rundir import LOCK_FILE
 
 
@@ -32,15 +32,11 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        # O_CLOEXEC (Python's default): worker processes do not inherit the lock and cannot outlive it
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        # not inherited (O_CLOEXEC): worker processes cannot hold the lock past the controller
+        fd = lock_file(self.path, blocking=False)
+        if fd is None:
             raise AutomlError(f"search '{self.run_dir.name}' is in use by another controller "
-                              f"({holder(self.run_dir)}); wait for it to end or stop it first") from None
+                              f"({holder(self.run_dir)}); wait for it to end or stop it first")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
         self._fd = fd
@@ -48,7 +44,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
+            unlock(self._fd)
             self._fd = None
 
     def __enter__(self) -> "RunLock":

@@ -39,13 +39,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from automl.fsutil import remove_temporaries
 from automl.plugins import Monitor, get_trainer
 from automl.reporting import FileReporter, read_metrics
 from automl.testing.killpoints import kill_point
 from automl.reporting import clean_metrics
 from automl.trials.outcome import folder_record, own_epochs
 from automl.trials.records import TrialState
-from automl.trials.rundir import CONFIG, JOB_FILE, LOG, METRICS, PREVIOUS_RESULT, RESULT, SPEC, read_json_or, write_json
+from automl.trials.rundir import CHECKPOINTS, CONFIG, JOB_FILE, LOG, METRICS, PREVIOUS_RESULT, RESULT, SPEC, read_json_or, write_json
 from automl.spec import dump_yaml, get_dotted
 
 
@@ -146,6 +147,7 @@ def run_trial(
     """
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(trial_dir / CHECKPOINTS)  # a kill between a checkpoint's write and its rename
     (trial_dir / RESULT).unlink(missing_ok=True)
     if write_files:
         write_json(trial_dir / CONFIG, dict(config or {}))

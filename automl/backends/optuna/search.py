@@ -57,14 +57,18 @@ class OptunaBackend(SearchBackend):
     def __init__(self, simulation: dict | None = None):
         #: benchmarks/scale.py only: trials run in-process on a virtual clock (see .simulated)
         self.simulation = simulation
+        #: --storage URL -> the storage check() opened, which run() goes on with (opened once)
+        self._opened: dict[str, Any] = {}
 
     def check(self, setup: SearchSetup) -> None:
-        check_storage(setup)
+        storage = check_storage(setup)
         if not setup.resume:
-            check_name_free(setup)
+            check_name_free(setup, storage)
+        if storage is not None:
+            self._opened[setup.storage] = storage
 
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
-        search = _Search(setup, tracker, progress)
+        search = _Search(setup, tracker, progress, storage=self._opened.pop(setup.storage, None))
         cluster = None
         if self.simulation is not None:
             from automl.backends.optuna.simulated import simulate
@@ -81,7 +85,7 @@ class OptunaBackend(SearchBackend):
 
 
 class _Search(Promotion, Recovery):
-    def __init__(self, setup: SearchSetup, tracker: Any, progress: Progress):
+    def __init__(self, setup: SearchSetup, tracker: Any, progress: Progress, storage: Any = None):
         import warnings
 
         import optuna
@@ -91,6 +95,7 @@ class _Search(Promotion, Recovery):
         # an enqueued value outside its range is reported by space.check() as the trial's failure
         warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
         self.setup, self.tracker, self.progress = setup, tracker, progress
+        self._checked_storage = storage  # what the backend's check() opened (None: load_study opens it)
         self.lock = threading.RLock()
         self.results: queue.Queue = queue.Queue()
         self.records: dict[int, TrialRecord] = {}
@@ -131,7 +136,7 @@ class _Search(Promotion, Recovery):
     # ---- main loop
     def run(self) -> list[TrialRecord]:
         setup = self.setup
-        self.study, fresh = load_study(setup)
+        self.study, fresh = load_study(setup, self._checked_storage)
         kill_point("study_created")
         if fresh:
             if setup.resume:

@@ -9,11 +9,10 @@ another run folder made in a shared ``--storage``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-from pathlib import Path
 
 from automl.trials.records import SearchSetup
 from automl.errors import AutomlError
+from automl.fsutil import locked
 from automl.trials.algorithms import make_pruner, make_sampler
 
 RUN_DIR_ATTR = "automl_run_dir"
@@ -36,7 +35,7 @@ def open_storage(setup: SearchSetup):
         # fresh database both create them ("table ... already exists"). A file lock beside the
         # database serializes that (an in-memory database has no file and no second opener).
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        lock = _file_lock(Path(path + ".lock")) if path and path != ":memory:" else contextlib.nullcontext()
+        lock = locked(path + ".lock") if path and path != ":memory:" else contextlib.nullcontext()
         with lock:
             # one writer (this process) + readers: a generous timeout covers `automl status` readers
             return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
@@ -45,22 +44,16 @@ def open_storage(setup: SearchSetup):
     raise AutomlError(f"--storage '{url}': expected sqlite:///PATH, postgresql://..., or journal://PATH")
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def check_storage(setup: SearchSetup) -> None:
-    """Open ``--storage`` once, before the run folder exists: a URL no database driver reads, a
-    database that cannot be reached or a journal path that cannot be written is one line now instead
-    of a traceback after ``search.json`` was written (which would leave the name taken)."""
+def check_storage(setup: SearchSetup):
+    """Open ``--storage`` before the run folder exists: a URL no database driver reads, a database that
+    cannot be reached or a journal path that cannot be written is one line now instead of a traceback
+    after ``search.json`` was written (which would leave the name taken). Returns the storage, for
+    :func:`check_name_free` and :func:`load_study` to go on with instead of opening it again; None
+    without ``--storage`` (the journal file in the run folder is made with the folder)."""
     if not setup.storage:
-        return  # the journal file in the run folder, made with the folder
+        return None
     try:
-        open_storage(setup)
+        return open_storage(setup)
     except AutomlError:
         raise
     except Exception as exc:  # sqlalchemy's NoSuchModuleError/ArgumentError/OperationalError, OSError, ...
@@ -69,22 +62,23 @@ def check_storage(setup: SearchSetup) -> None:
                           "expected sqlite:///PATH, postgresql://USER@HOST/DB or journal://PATH") from None
 
 
-def check_name_free(setup: SearchSetup) -> None:
-    """Refuse a new search whose name a shared ``--storage`` already holds (before any folder exists)."""
-    if not setup.storage or setup.resume:
+def check_name_free(setup: SearchSetup, storage) -> None:
+    """Refuse a new search whose name the shared ``storage`` (what :func:`check_storage` returned)
+    already holds, before any folder exists. For new searches only: a resumed one is in it."""
+    if storage is None:
         return
-    storage = open_storage(setup)
     if any(s.study_name == setup.name for s in storage.get_all_studies()):
         raise AutomlError(f"a study named '{setup.name}' already exists in {setup.storage} (another search's); "
                           f"pick another --name")
 
 
-def load_study(setup: SearchSetup):
+def load_study(setup: SearchSetup, storage=None):
     """``(study, fresh)``: the search's study; ``fresh`` when it still needs its first trials enqueued
-    (a new search, or one whose creation a crash interrupted: ``--resume`` finishes it)."""
+    (a new search, or one whose creation a crash interrupted: ``--resume`` finishes it). ``storage``:
+    the one :func:`check_storage` opened (None: opened here)."""
     import optuna
 
-    storage = open_storage(setup)
+    storage = storage if storage is not None else open_storage(setup)
     directions = [m.direction for m in setup.objectives]
     sampler = make_sampler(setup.algorithm, setup.seed, setup.space, len(directions),
                            tpe_window=setup.algorithm_settings.get("tpe_window"))

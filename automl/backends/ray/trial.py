@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from automl.fsutil import write_with
 from automl.trials.records import TrialState
 from automl.plugins import Monitor
 from automl.reporting import FileReporter
@@ -110,9 +111,7 @@ def _restore_checkpoint(trial_dir: Path) -> Path | None:
         source = Path(folder) / "model.ckpt"
         if not source.is_file():
             return None
-        tmp = target.with_name(".resume.ckpt.tmp")
-        shutil.copy2(source, tmp)
-        os.replace(tmp, target)
+        write_with(target, lambda tmp: shutil.copy2(source, tmp))
     return target
 
 
