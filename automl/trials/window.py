@@ -7,11 +7,18 @@ study's size: ~124 ms per ask at 500-1000 trials on this 2-core host under load 
 default gamma), so the sampler is handed the most recent ``window`` trials plus the best ``keep_best``
 complete ones and every running one (constant liar): the good set stays the study's best, the bad set
 is a recent sample of it. Below ``window`` trials nothing changes. The sampler itself stays Optuna's.
+
+The window is cut once per decision: TPE asks the study for its trials three times per ask (the
+group decomposition, the relative sample, the constant-liar sample), and each of those was a scan of
+the whole history in the storage plus a state filter over it (profile at 5,000 trials, 2026-12-02:
+~60 % of an ask). The view keeps the window it cut for the trial being sampled until a trial hook
+says the study changed; each call then filters only the window.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import heapq
 from typing import Any
 
@@ -23,26 +30,34 @@ KEEP_BEST = 25
 
 
 class _StudyWindow:
-    """The study as the wrapped sampler sees it: a window of its trials, everything else the study's."""
+    """The study as the wrapped sampler sees it: ``trials`` (a window of its history, in number order)
+    for every trial query, everything else the study's."""
 
-    def __init__(self, study: Any, window: int, best: _Best):
-        self._study, self._window, self._best = study, window, best
+    def __init__(self, study: Any, trials: list):
+        self._study, self._trials = study, trials
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list:
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        if len(trials) <= self._window or self._study._is_multi_objective():
-            return trials
-        recent = trials[-self._window:]
-        first_recent = recent[0].number
-        wanted = {n for n in self._best.numbers(self._study) if n < first_recent}
-        wanted |= {n for n in self._best.running if n < first_recent}
-        older = [trials[i] for i in (bisect.bisect_left(trials, n, hi=len(trials) - self._window,
-                                                        key=lambda t: t.number) for n in sorted(wanted))
-                 if i < len(trials) - self._window and trials[i].number in wanted]
-        return older + recent
+        trials = self._trials if states is None else [t for t in self._trials if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+
+def _cut(study: Any, window: int, best: _Best) -> list:
+    """The window of ``study``'s history: the latest ``window`` trials, plus the best complete ones and
+    the running ones before them; the whole history when it is no longer than ``window``."""
+    trials = study._get_trials(deepcopy=False, use_cache=False)
+    if len(trials) <= window or study._is_multi_objective():
+        return trials
+    recent = trials[-window:]
+    first_recent = recent[0].number
+    wanted = {n for n in best.numbers(study) if n < first_recent}
+    wanted |= {n for n in best.running if n < first_recent}
+    older = [trials[i] for i in (bisect.bisect_left(trials, n, hi=len(trials) - window,
+                                                    key=lambda t: t.number) for n in sorted(wanted))
+             if i < len(trials) - window and trials[i].number in wanted]
+    return older + recent
 
 
 class _Best:
@@ -82,24 +97,35 @@ class WindowedSampler(BaseSampler):
     def __init__(self, inner: BaseSampler, window: int, keep_best: int = KEEP_BEST):
         self.inner, self.window, self.keep_best = inner, int(window), int(keep_best)
         self._best = _Best(self.keep_best)
+        self._changes = 0  # bumped by every trial hook: a window cut before it is out of date
+        self._cut: tuple[tuple, list] | None = None
 
-    def _view(self, study: Any) -> Any:
-        return _StudyWindow(study, self.window, self._best)
+    def _view(self, study: Any, trial: Any = None) -> _StudyWindow:
+        """The window for sampling ``trial``: cut once, reused by the sampler's further calls for the same
+        trial while no trial started or finished (``trial`` None: cut afresh)."""
+        key = (id(study), trial.number if trial is not None else None, self._changes)
+        cut = self._cut
+        if trial is None or cut is None or cut[0] != key:
+            cut = (key, _cut(study, self.window, self._best))
+            self._cut = cut
+        return _StudyWindow(study, cut[1])
 
     def infer_relative_search_space(self, study, trial):
-        return self.inner.infer_relative_search_space(self._view(study), trial)
+        return self.inner.infer_relative_search_space(self._view(study, trial), trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self.inner.sample_relative(self._view(study), trial, search_space)
+        return self.inner.sample_relative(self._view(study, trial), trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        return self.inner.sample_independent(self._view(study), trial, param_name, param_distribution)
+        return self.inner.sample_independent(self._view(study, trial), trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:
+        self._changes += 1
         self._best.running.add(trial.number)
         self.inner.before_trial(study, trial)
 
     def after_trial(self, study, trial, state, values) -> None:
+        self._changes += 1
         self._best.running.discard(trial.number)
         if state == TrialState.COMPLETE and values and not study._is_multi_objective():
             self._best.add(study, trial.number, values[0])
