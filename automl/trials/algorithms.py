@@ -96,8 +96,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pruner_startup_trials", int, 3, "trials before the median pruner acts", low=0),
     Setting("pruner_warmup_epochs", int, 1, "epochs of a trial before it can be pruned", low=0),
     Setting("percentile", float, 25.0, "the percentile pruner's cut", low=0.0, high=100.0),
-    # 500: p99 ask + tell stays flat past 500 trials on 64 simulated GPUs (benchmarks/scale.py, SCALING.md)
-    Setting("tpe_window", int, 500, "TPE sees the latest N trials plus the 25 best (0: all; embedded backend)",
+    # 250: a decision's cost stops growing with the study, and the best configs found on the simulated
+    # objective match TPE seeing the whole study (benchmarks/tpe_window.py, 2 seeds; 150 lost some)
+    Setting("tpe_window", int, 250, "TPE sees the latest N trials plus the 25 best (0: all; embedded backend)",
             low=0),
 )}
 #: settings every algorithm accepts: the warm start's size and the Ray backend's trial plumbing
