@@ -34,15 +34,14 @@ _TEMPORARY = re.compile(r".+\.\d+-\d+\.tmp")
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to a temporary name beside ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    tmp = _temporary(path)
-    try:
-        tmp.write_text(text)
-    except FileNotFoundError:  # the folder is made only when missing: one syscall less per write
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    def write(tmp: Path) -> None:
+        try:
+            tmp.write_text(text)
+        except FileNotFoundError:  # the folder is made only when missing: one syscall less per write
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+
+    return write_with(path, write)
 
 
 def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -145,6 +145,12 @@ def _train_on_slots(setup: SearchSetup, jobs: list[tuple[TrialRecord, int, int]]
         return list(pool.map(train, jobs))
 
 
+def _reeval_seed(seed: int, index: int) -> int:
+    """The seed of a config's ``index``-th run: 0 is the trial's own run, each re-run gets a seed far from
+    every other trial's (trial seeds are consecutive)."""
+    return seed + (1000 * index + 1 if index else 0)
+
+
 def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progress: Any = None) -> dict[int, list[SeedRun]]:
     """Train each of ``top`` again with ``seeds`` other seeds (``train.seed``), one process per run.
 
@@ -159,7 +165,7 @@ def reevaluate(setup: SearchSetup, top: list[TrialRecord], seeds: int = 2, progr
             progress.message("--reeval-top: the spec has no train.seed; re-evaluation skipped")
         return out
     originals = {record.number: _original_run(setup, record) for record in top}
-    jobs = [(record, index, originals[record.number].seed + (1000 * index + 1 if index else 0))
+    jobs = [(record, index, _reeval_seed(originals[record.number].seed, index))
             for record in top
             for index in range(0 if record.state != TrialState.COMPLETE else 1, seeds + 1)]
     trained = dict(zip(((record.number, index) for record, index, _ in jobs), _train_on_slots(setup, jobs)))

@@ -47,28 +47,26 @@ from automl.testing.killpoints import kill_point
 from automl.backends.optuna.workers import SlotWorker, WorkerDied
 
 
-
-
-
-
 class OptunaBackend(SearchBackend):
     name = "optuna"
 
     def __init__(self, simulation: dict | None = None):
         #: benchmarks/scale.py only: trials run in-process on a virtual clock (see .simulated)
         self.simulation = simulation
-        #: --storage URL -> the storage check() opened, which run() goes on with (opened once)
-        self._opened: dict[str, Any] = {}
+        #: the --storage check() opened, which run() goes on with (a backend object serves one setup,
+        #: made by automl.search.controller.prepare_backend; the storage is opened once)
+        self._checked: tuple[SearchSetup, Any] | None = None
 
     def check(self, setup: SearchSetup) -> None:
         storage = check_storage(setup)
         if not setup.resume:
             check_name_free(setup, storage)
-        if storage is not None:
-            self._opened[setup.storage] = storage
+        self._checked = (setup, storage)
 
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
-        search = _Search(setup, tracker, progress, storage=self._opened.pop(setup.storage, None))
+        checked, self._checked = self._checked, None
+        storage = checked[1] if checked is not None and checked[0] is setup else None
+        search = _Search(setup, tracker, progress, storage=storage)
         cluster = None
         if self.simulation is not None:
             from automl.backends.optuna.simulated import simulate
@@ -273,11 +271,6 @@ class _Search(Promotion, Recovery):
         self.study.enqueue_trial(enqueue_params(self.setup.space, config),
                                  user_attrs={"source": source, "fixed_config": config}, skip_if_exists=once)
 
-
-
-
-
-
     # ---- running a job
     def _dispatch(self, slot: int, job: Job) -> tuple[Job, dict]:
         """Send the job to the slot's worker; returns what _write_trial_files records of it."""
@@ -471,15 +464,5 @@ class _Search(Promotion, Recovery):
             best = best_so_far([best, record], self.setup.monitor)
         self._best = best
         return best
-
-
-
-
-
-
-
-
-
-
 
 
