@@ -92,12 +92,14 @@ class RunFolderCallback(tune.Callback):
         params = _params_of(live["space"], trial.config)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         tdir.mkdir(parents=True, exist_ok=True)
-        if not (tdir / rundir.CONFIG).exists():
+        if not (tdir / rundir.CONFIG).exists():  # the trial's first stretch
             rundir.write_json(tdir / rundir.CONFIG, params)
+            live["last_new_start"] = time.time()
         with live["lock"]:
             taken = {r["slot"] for r in live["running"].values()}
             slot = next(i for i in range(len(taken) + 1) if i not in taken)
             live["running"][trial.trial_id] = {"slot": slot, "started": time.time(), "epochs": 0}
+            live["max_running"] = max(live.get("max_running", 0), len(live["running"]))
         live["tracker"].trial_started(number, params, tdir)
         live["progress"].trial_started(number, params, slot)
 
@@ -167,6 +169,7 @@ class RunFolderCallback(tune.Callback):
             stretch = live["running"].pop(trial.trial_id, None)
         if stretch is None:  # this stretch was already recorded
             return
+        live.setdefault("intervals", []).append((stretch["started"], time.time()))  # simulation.json
         number = self._number(trial)
         tdir = rundir.trial_dir(Path(self.run_dir), number)
         written = rundir.read_json_or(tdir / rundir.RESULT, {})  # run_trial deletes it when a stretch starts
