@@ -190,6 +190,8 @@ class RayBackend(SearchBackend):
             "trial_timeout_s": setup.trial_timeout_s,
             "checkpoints_to_keep": setup.algorithm_settings["ray_checkpoints_to_keep"],
             "intervals": [], "max_running": 0,
+            # finished trials (search_progress), kept as they finish rather than re-read from the folder
+            "records": {r.number: r for r in done_before}, "finished_json": {r.number: r.to_json() for r in done_before},
         }
         progress.start(setup, done_before)
         job = {"space": setup.space, "numbers": actor, "run_dir": str(run_dir), "model": setup.model,
