@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -106,21 +105,35 @@ class DecisionTimer:
                 "decision_cpu_p50": percentile(cpu, 50), "decision_cpu_p99": percentile(cpu, 99)}
 
 
-def setup_for(args, algorithm: str, resume: bool = False):
+def setup_for(args, algorithm: str, resume: bool = False, prefix: str = ""):
     from automl.search.controller import resolve_setup
 
     settings = dict(kv.split("=", 1) for kv in args.setting)
-    return resolve_setup(model="toy", budget=args.trials, seed=args.seed, name=f"{algorithm}-{args.trials}",
+    return resolve_setup(model="toy", budget=args.trials, seed=args.seed, name=f"{prefix}{algorithm}-{args.trials}",
                          output=args.out, algorithm=algorithm, overrides=["train.num_epochs=9"], resume=resume,
-                         settings=settings or None, command="benchmarks/scale.py", storage=args.storage)
+                         settings=settings or None, command="benchmarks/scale.py", storage=getattr(args, "storage", None))
+
+
+def quality(run_dir: Path, seed: int) -> dict:
+    """The winner's measured value and its noise-free value on the simulated objective."""
+    from automl.testing.simulated import CurveModel
+    from automl.trials.rundir import read_trials
+
+    records = read_trials(run_dir)
+    model = CurveModel(seed=seed)
+    scored = [r for r in records if r.value is not None and r.state != "failed"]
+    best = max(scored, key=lambda r: r.value)
+    full = [r for r in scored if r.epochs_done >= 9]
+    return {"best_measured": round(best.value, 4), "best_trial": best.number,
+            "best_true_value": round(model.true_value(best.params), 4),
+            "best_true_among_full_trials": round(max(model.true_value(r.params) for r in full), 4) if full else None,
+            "complete_trials": len(full)}
 
 
 def one_search(args, algorithm: str) -> dict:
     """Run one simulated search in this process; its figures."""
     from automl.search.controller import run_search
-    from automl.testing.simulated import CurveModel
     from automl.tracking import NullTracker
-    from automl.trials.rundir import read_trials
 
     timer = DecisionTimer()
     timer.install()
@@ -130,11 +143,6 @@ def one_search(args, algorithm: str) -> dict:
                backend_options={"simulation": {"seed": args.seed, "epoch_s": 60.0}})
     wall = time.perf_counter() - started
     simulation = json.loads((setup.run_dir / "simulation.json").read_text())
-    records = read_trials(setup.run_dir)
-    model = CurveModel(seed=args.seed)
-    scored = [r for r in records if r.value is not None and r.state != "failed"]
-    best = max(scored, key=lambda r: r.value)
-    full = [r for r in scored if r.epochs_done >= 9]
     storage = setup.run_dir / "journal"
     return {
         "algorithm": algorithm, "trials": args.trials, "slots": len(setup.slots), "settings": args.setting,
@@ -145,10 +153,7 @@ def one_search(args, algorithm: str) -> dict:
         "storage_bytes": storage.stat().st_size if storage.exists() else None,
         "run_dir_files": sum(len(files) for _, _, files in os.walk(setup.run_dir)),
         "simulation": simulation,
-        "quality": {"best_measured": round(best.value, 4), "best_trial": best.number,
-                    "best_true_value": round(model.true_value(best.params), 4),
-                    "best_true_among_full_trials": round(max(model.true_value(r.params) for r in full), 4) if full else None,
-                    "complete_trials": len(full)},
+        "quality": quality(setup.run_dir, args.seed),
         "run_dir": str(setup.run_dir),
     }
 
@@ -265,25 +270,35 @@ def verdicts(figures: dict) -> list[str]:
 
 
 def plot(paths: list[Path], out: Path) -> Path:
-    """p99 decision latency (wall) against the study's size, one line per search figures file."""
+    """p99 decision latency against the study's size, wall (left) and the deciding thread's CPU (right),
+    one line per search figures file: the embedded backend's ``<algorithm>.json`` (solid) and the Ray
+    backend's ``ray-<algorithm>.json`` (dashed, benchmarks/scale_ray.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for path in paths:
         figures = json.loads(Path(path).read_text())
-        settings = figures.get("settings") or (["tpe_window=500 (default)"] if figures["algorithm"] == "tpe" else [])
-        label = f"{figures['algorithm']} {' '.join(settings)}, {figures['slots']} slots"
+        ray = figures.get("backend") == "ray"
+        window = "no tpe_window (OptunaSearch)" if ray else "tpe_window=500 (default)"
+        settings = figures.get("settings") or ([window] if figures["algorithm"] == "tpe" else [])
+        label = (f"{'ray' if ray else 'embedded'} {figures['algorithm']} {' '.join(settings)}, "
+                 f"{figures['trials']} trials, {figures['slots']} slots")
         series = figures.get("decision_series") or [[int(n), d["decision_p50"], d["decision_p99"], d["decision_cpu_p99"]]
                                                     for n, d in figures["decisions"].items() if d]
-        ax.plot([r[0] for r in series], [r[2] for r in series], label=label.strip())
-    ax.axhline(TARGETS["p99_decision_ms_at_10k"], color="grey", linestyle="--", label="target p99 <= 20 ms")
-    ax.set_xlabel("trials in the study")
-    ax.set_ylabel("p99 ask + tell, ms (wall, loaded 2-core host)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
+        for ax, column in zip(axes, (2, 3)):
+            ax.plot([r[0] for r in series], [r[column] for r in series], label=label.strip(),
+                    linestyle="--" if ray else "-")
+    for ax, what in zip(axes, ("wall", "thread CPU")):
+        ax.axhline(TARGETS["p99_decision_ms_at_10k"], color="grey", linestyle=":", label="target p99 <= 20 ms")
+        ax.set_xlabel("trials in the study")
+        ax.set_ylabel(f"p99 ask + tell per 100 trials, ms ({what})")
+        ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    axes[0].set_title("wall (loaded 2-core host)", fontsize=9)
+    axes[1].set_title("the deciding thread's CPU", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     return out
@@ -304,10 +319,16 @@ def main(argv=None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-resume", help=argparse.SUPPRESS)
     parser.add_argument("--plot", nargs="+", metavar="FIGURES_JSON",
-                        help="only draw the latency plot of these <algorithm>.json files into --out/latency.png")
+                        help="only draw the latency plot of these <algorithm>.json / ray-<algorithm>.json files")
+    parser.add_argument("--plot-file", help="where --plot draws (default: --out/latency.png)")
+    parser.add_argument("--backends", nargs="+", choices=("optuna", "ray"), default=["optuna"],
+                        help="optuna: the embedded controller (default); ray: the same simulation through "
+                             "--backend ray (benchmarks/scale_ray.py, its figures in <out>/ray-<algorithm>.json)")
+    parser.add_argument("--time-scale", type=float, default=0.02, help="ray: real seconds per simulated second")
+    parser.add_argument("--reuse-actors", choices=("auto", "on", "off"), default="auto", help="ray: Tune's reuse_actors")
     args = parser.parse_args(argv)
     if args.plot:
-        print(plot([Path(p) for p in args.plot], Path(args.out) / "latency.png"))
+        print(plot([Path(p) for p in args.plot], Path(args.plot_file or Path(args.out) / "latency.png")))
         return 0
     os.environ["AUTOML_SIMULATED_GPUS"] = str(args.gpus)
     if args.child or args.child_resume or args.child_tracking:
@@ -321,6 +342,16 @@ def main(argv=None) -> int:
         print(json.dumps(result))
         return 0
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if "ray" in args.backends:
+        import scale_ray
+
+        ray_args = scale_ray.parser().parse_args([
+            "--trials", str(args.trials), "--gpus", str(args.gpus), "--seed", str(args.seed), "--out", args.out,
+            "--time-scale", str(args.time_scale), "--reuse-actors", args.reuse_actors, "--algorithms",
+            *args.algorithms, *sum((["--setting", s] for s in args.setting), [])])
+        scale_ray.run(ray_args)
+        if "optuna" not in args.backends:
+            return 0
     report = {"host_load_average_at_start": os.getloadavg(), "gpus": args.gpus, "trials": args.trials, "searches": {}}
     lines = []
     for algorithm in args.algorithms:

@@ -128,6 +128,7 @@ def run_trial(
     extra: Mapping[str, Any] | None = None,
     write_files: bool = True,
     write_result: bool = True,
+    trainer: Any = None,
 ) -> dict[str, Any]:
     """Run one trial (or one more stretch of a paused/interrupted trial) and write ``result.json``.
 
@@ -137,6 +138,8 @@ def run_trial(
     controller does, while the worker runs). ``write_result=False``: the caller writes ``result.json``
     (the embedded backend's controller does, from the result the worker sends, once the next trial is
     under way).
+    ``trainer``: an object with the plugin's ``train`` to run instead of the plugin's (the Ray backend's
+    simulation, :mod:`automl.backends.ray.simulated`); the record is the same.
     ``reporter`` may carry ``stop_reason`` ("pruned"/"paused"), which becomes the state when it asked
     the trainer to stop. ``objectives`` default to the plugin's monitor. Accumulates ``epochs_run``,
     ``duration_s`` and ``gpu_seconds`` over earlier runs of the same trial (``result.prev.json``).
@@ -161,8 +164,8 @@ def run_trial(
     state, reason, output = TrialState.COMPLETE, None, {}
     with _output_to(trial_dir / LOG):
         try:
-            plugin = get_trainer(plugin_name)
-            objectives = objectives or [plugin.monitor]
+            plugin = trainer or get_trainer(plugin_name)
+            objectives = objectives or [get_trainer(plugin_name).monitor if trainer else plugin.monitor]
             output = plugin.train(spec, trial_dir, reporter, max_epochs) or {}
         except BaseException as exc:  # the trial's failure is its result, whatever it is
             if isinstance(exc, KeyboardInterrupt):

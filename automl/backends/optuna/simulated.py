@@ -19,7 +19,6 @@ benchmark, not charged to the virtual clock.
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 from collections import deque
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 from automl.plugins import Monitor
 from automl.reporting import FileReporter, read_metrics
-from automl.testing.simulated import CurveModel
+from automl.testing.simulated import CurveModel, first_epoch, stop_epoch, write_checkpoint
 from automl.trials import rundir
 from automl.trials.outcome import folder_record
 from automl.trials.records import TrialState
@@ -177,9 +176,8 @@ class SimulatedWorker:
         self.job, self.config = job, job["config"]
         self.folder = Path(job["trial_dir"])
         self.num_epochs = int(spec["train"]["num_epochs"])
-        self.stop_at = min(self.num_epochs, int(job["max_epochs"])) if job.get("max_epochs") else self.num_epochs
-        resume = spec["train"].get("resume_training_checkpoint_path") or ""
-        self.first = self.epoch = json.loads(Path(resume).read_text())["epoch"] + 1 if resume else 0
+        self.stop_at = stop_epoch(self.num_epochs, job.get("max_epochs"))
+        self.first = self.epoch = first_epoch(spec)
         self.epoch_s = cluster.model.epoch_seconds(self.config)
         self.started = cluster.now
         with cluster.cond:
@@ -206,9 +204,7 @@ class SimulatedWorker:
         state = TrialState(stop) if stop else TrialState.COMPLETE
         if not stop and self.job.get("max_epochs") and done < self.num_epochs:
             state = TrialState.PAUSED
-            ckpt = rundir.checkpoint(folder)
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.write_text(json.dumps({"epoch": done - 1, "simulated": True}))
+            write_checkpoint(folder, done - 1)
         ran = self.epoch - self.first + 1
         duration = cluster.now - self.started
         record = folder_record(folder, self.job["extra"].get("number", -1), state, self.objectives,

@@ -62,6 +62,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ import ray
 from ray import tune
 
 from automl.backends.base import SearchBackend
+from automl.errors import AutomlError
 from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.trials import rundir
 from automl.trials.outcome import FailureStreak
@@ -90,8 +92,12 @@ class RayBackend(SearchBackend):
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_trial: float | None = None,
-                 max_failures: int | None = None, reuse_actors: bool | None = None):
+                 max_failures: int | None = None, reuse_actors: bool | None = None,
+                 simulation: dict | None = None):
         self.address = address
+        #: benchmarks/scale_ray.py only: trials walk a simulated learning curve on a private Ray with
+        #: logical GPUs (see .simulated); recorded in search.json like the embedded backend's
+        self.simulation = simulation
         self.cpus_per_trial = cpus_per_trial
         self.max_failures = max_failures
         # Reusing a trial's actor (process) for the next trial saves its start-up (see
@@ -106,7 +112,7 @@ class RayBackend(SearchBackend):
     def _address(self) -> str | None:
         return self.address or os.environ.get("AUTOML_RAY_ADDRESS")
 
-    def _connect(self, address: str | None) -> bool:
+    def _connect(self, address: str | None, slots: int = 0) -> bool:
         """Connect this process to Ray; True when it started (or joined) Ray itself and so must let go
         of it when the search ends (a library caller's own ``ray.init`` is left alone)."""
         if ray.is_initialized():
@@ -122,6 +128,11 @@ class RayBackend(SearchBackend):
                                   "configure_logging": True}
         if address:  # "auto" joins the cluster `ray start` made on this machine
             ray.init(address=address, **kwargs)
+        elif self.simulation is not None:  # a private Ray whose GPUs are logical: the simulated slots
+            from automl.backends.ray.simulated import ray_init_options
+
+            ray.init(address="local", include_dashboard=False,
+                     **ray_init_options(self.simulation, slots, os.cpu_count() or 1), **kwargs)
         else:
             # A private single-node Ray for this search. address="local" because ray.init() without
             # one joins any cluster named in RAY_ADDRESS or /tmp/ray/ray_current_cluster (someone
@@ -144,13 +155,15 @@ class RayBackend(SearchBackend):
     def run(self, setup: SearchSetup, tracker: Any, progress: Progress) -> list[TrialRecord]:
         check_algorithm(setup.algorithm)
         address = self._address()
+        if self.simulation is not None and address:
+            raise AutomlError("a simulated Ray search runs on a private local Ray, not on --address")
         run_dir = Path(setup.run_dir).resolve()
         check_storage(run_dir, setup.storage, address_is_remote(address))  # before connecting
         storage_path, exp_name = storage_location(setup)
         (run_dir / STORAGE_DIR).mkdir(parents=True, exist_ok=True)
         numbers_path = run_dir / STORAGE_DIR / NUMBERS_FILE
 
-        started_ray = self._connect(address)
+        started_ray = self._connect(address, len(setup.slots))
         try:
             return self._run_connected(setup, tracker, progress, run_dir, numbers_path, storage_path, exp_name)
         finally:
@@ -176,14 +189,22 @@ class RayBackend(SearchBackend):
             "objectives": objectives, "failures": FailureStreak(setup.max_consecutive_failures), "stop": None,
             "trial_timeout_s": setup.trial_timeout_s,
             "checkpoints_to_keep": setup.algorithm_settings["ray_checkpoints_to_keep"],
+            "intervals": [], "max_running": 0,
+            # finished trials (search_progress), kept as they finish rather than re-read from the folder
+            "records": {r.number: r for r in done_before}, "finished_json": {r.number: r.to_json() for r in done_before},
         }
         progress.start(setup, done_before)
         job = {"space": setup.space, "numbers": actor, "run_dir": str(run_dir), "model": setup.model,
                "base_spec": setup.base_spec, "objectives": [(m.metric, m.mode) for m in objectives],
                "max_epochs": None}
-        resources = trial_resources(setup, float(ray.cluster_resources().get("GPU", 0)),
-                                    self.cpus_per_trial or setup.algorithm_settings["cpus_per_trial"])
-        trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), resources)
+        cpus = self.cpus_per_trial or setup.algorithm_settings["cpus_per_trial"]
+        function = _trainable
+        if self.simulation is not None:  # a trial holds one logical GPU and no CPU
+            from automl.backends.ray.simulated import job_settings, simulated_trainable
+
+            job["simulation"], function, cpus = job_settings(self.simulation, setup.algorithm), simulated_trainable, 0.0
+        resources = trial_resources(setup, float(ray.cluster_resources().get("GPU", 0)), cpus)
+        trainable = tune.with_resources(tune.with_parameters(function, job=job), resources)
         experiment = f"{storage_path.rstrip('/')}/{exp_name}"
         try:
             on_disk = rundir.read_trials(run_dir)
@@ -204,7 +225,12 @@ class RayBackend(SearchBackend):
                     return rundir.read_trials(run_dir)
                 tuner = self._new_tuner(setup, trainable, storage_path, exp_name, run_dir,
                                         num_samples=remaining, skip_fixed=len(on_disk))
+            fit_started = time.time()
             tuner.fit()
+            if self.simulation is not None:
+                from automl.backends.ray.simulated import write_summary
+
+                write_summary(_LIVE[str(run_dir)], run_dir, len(setup.slots), fit_started, time.time())
             _settle_paused(run_dir, setup)
             for record in rundir.read_trials(run_dir):
                 if record.state == TrialState.RUNNING:  # started after Tune last saved its state, then the

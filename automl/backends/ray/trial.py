@@ -115,9 +115,9 @@ def _restore_checkpoint(trial_dir: Path) -> Path | None:
     return target
 
 
-def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
-    """The Tune function trainable: one trial (or one more stretch of it) through ``run_trial``."""
-
+def _trainable(config: dict[str, Any], job: dict[str, Any], trainer: Any = None) -> None:
+    """The Tune function trainable: one trial (or one more stretch of it) through ``run_trial``.
+    ``trainer``: what ``run_trial`` trains with instead of the plugin (the simulation's)."""
 
     space = job["space"]
     trial_id = tune.get_context().get_trial_id()
@@ -147,7 +147,7 @@ def _trainable(config: dict[str, Any], job: dict[str, Any]) -> None:
     result = worker.run_trial(job["model"], spec, trial_dir, reporter, job.get("max_epochs"),
                               objectives=objectives, config=params,
                               extra={"number": number, "ray_trial_id": trial_id, "stretch": stretch,
-                                     "node_id": _node_id()})
+                                     "node_id": _node_id()}, trainer=trainer)
     if resume is not None:
         resume.unlink(missing_ok=True)
     if reporter.ended_by_tune:
