@@ -24,6 +24,7 @@ from _ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, RayCluster  # noqa: E40
 from automl.backends.ray import backend as ray_backend, cluster as ray_checks, search as ray_search  # noqa: E402
 from automl.trials.records import SearchSetup  # noqa: E402
 from automl.errors import AutomlError  # noqa: E402
+from automl.trials.window import WindowedSampler  # noqa: E402
 from automl.plugins import Monitor, get_trainer  # noqa: E402
 from automl.trials.algorithms import resolve_settings  # noqa: E402
 
@@ -106,6 +107,8 @@ def test_algorithm_mapping():
 
     search, scheduler, param_space = built("tpe")
     assert isinstance(search.inner, OptunaSearch) and isinstance(scheduler, FIFOScheduler) and param_space is None
+    # the same TPE as the embedded backend's, history window included (one make_sampler for both)
+    assert isinstance(search.inner._sampler, WindowedSampler) and search.inner._sampler.window == 250
     # the baseline comes first, then every suggestion passes the space's check
     assert space.from_ray(search.suggest("t0")) == space.defaults()
     for i in range(1, 15):

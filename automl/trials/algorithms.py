@@ -98,7 +98,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("percentile", float, 25.0, "the percentile pruner's cut", low=0.0, high=100.0),
     # 250: a decision's cost stops growing with the study, and the best configs found on the simulated
     # objective match TPE seeing the whole study (benchmarks/tpe_window.py, 2 seeds; 150 lost some)
-    Setting("tpe_window", int, 250, "TPE sees the latest N trials plus the 25 best (0: all; embedded backend)",
+    Setting("tpe_window", int, 250, "TPE sees the latest N trials plus the 25 best (0: all)",
             low=0),
 )}
 #: settings every algorithm accepts: the warm start's size and the Ray backend's trial plumbing

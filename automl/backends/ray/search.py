@@ -162,7 +162,7 @@ def build_search(setup: SearchSetup, skip_fixed: int = 0) -> tuple[Any, Any, dic
     fixed = _fixed_points(setup, param_space)[skip_fixed:]
 
     def optuna_search(name: str):
-        sampler = make_sampler(name, setup.seed, space, len(setup.objectives))
+        sampler = make_sampler(name, setup.seed, space, len(setup.objectives), tpe_window=settings.get("tpe_window"))
         # define-by-run: the space's own suggest keeps option weights and conditions
         inner = OptunaSearch(space=space.suggest, metric=metric, mode=mode, sampler=sampler)
         return CheckedSearcher(inner, space, fixed, metric, mode)
