@@ -126,6 +126,18 @@ def test_algorithm_mapping():
         built("grid")
 
 
+def test_every_sampler_pickles():
+    """Tune pickles the searcher, sampler included (tuner.pkl, read by --resume): Optuna 5.1's NSGA-II
+    holds a thread lock, which broke `--backend ray --algorithm nsga2` at tune.Tuner()."""
+    import pickle
+
+    from automl.trials.algorithms import REGISTRY, make_sampler
+
+    for name in REGISTRY:
+        sampler = make_sampler(name, 0, None, 2 if name == "nsga2" else 1, tpe_window=250)
+        assert type(pickle.loads(pickle.dumps(sampler))) is type(sampler), name
+
+
 def test_bohb_needs_hpbandster():
     try:
         import hpbandster  # noqa: F401

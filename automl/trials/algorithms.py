@@ -253,7 +253,10 @@ def make_sampler(algorithm: str, seed: int | None, space: Any, n_objectives: int
     if algorithm == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if algorithm == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        # picklable: the Ray backend pickles its searcher (see automl.trials.samplers)
+        from automl.trials.samplers import NSGAIISampler
+
+        return NSGAIISampler(seed=seed)
     if algorithm == "grid":
         # the grid points are enqueued as fixed configs (see grid_configs); helpers sample at random
         return optuna.samplers.RandomSampler(seed=seed)
