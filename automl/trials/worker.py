@@ -164,9 +164,9 @@ def run_trial(
     state, reason, output = TrialState.COMPLETE, None, {}
     with _output_to(trial_dir / LOG):
         try:
-            plugin = trainer or get_trainer(plugin_name)
-            objectives = objectives or [get_trainer(plugin_name).monitor if trainer else plugin.monitor]
-            output = plugin.train(spec, trial_dir, reporter, max_epochs) or {}
+            plugin = get_trainer(plugin_name)
+            objectives = objectives or [plugin.monitor]
+            output = (trainer or plugin).train(spec, trial_dir, reporter, max_epochs) or {}
         except BaseException as exc:  # the trial's failure is its result, whatever it is
             if isinstance(exc, KeyboardInterrupt):
                 raise
