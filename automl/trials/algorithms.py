@@ -97,7 +97,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("pruner_warmup_epochs", int, 1, "epochs of a trial before it can be pruned", low=0),
     Setting("percentile", float, 25.0, "the percentile pruner's cut", low=0.0, high=100.0),
     # 250: a decision's cost stops growing with the study, and the best configs found on the simulated
-    # objective match TPE seeing the whole study (benchmarks/tpe_window.py, 2 seeds; 150 lost some)
+    # objective match TPE seeing the whole study within seed noise (benchmarks/tpe_window.py, 2 seeds)
     Setting("tpe_window", int, 250, "TPE sees the latest N trials plus the 25 best (0: all)",
             low=0),
 )}
