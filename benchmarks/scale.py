@@ -282,9 +282,9 @@ def plot(paths: list[Path], out: Path) -> Path:
     for path in paths:
         figures = json.loads(Path(path).read_text())
         ray = figures.get("backend") == "ray"
-        window = "no tpe_window (OptunaSearch)" if ray else "tpe_window=500 (default)"
-        settings = figures.get("settings") or ([window] if figures["algorithm"] == "tpe" else [])
-        label = (f"{'ray' if ray else 'embedded'} {figures['algorithm']} {' '.join(settings)}, "
+        settings = figures.get("settings") or []
+        # the folder names the run (e.g. before / after a change): same algorithm and size otherwise
+        label = (f"{Path(path).parent.name}: {'ray' if ray else 'embedded'} {figures['algorithm']} {' '.join(settings)}, "
                  f"{figures['trials']} trials, {figures['slots']} slots")
         series = figures.get("decision_series") or [[int(n), d["decision_p50"], d["decision_p99"], d["decision_cpu_p99"]]
                                                     for n, d in figures["decisions"].items() if d]

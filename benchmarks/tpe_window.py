@@ -22,13 +22,13 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 CHECKPOINTS = (100, 500, 1000, 2000, 5000, 10000)
 
 
 def run(window: int, trials: int, in_flight: int, block: int, folder: Path, seed: int = 0) -> dict:
+    from automl.backends.optuna.journal import IndexedJournalStorage
     from automl.plugins import get_trainer
     from automl.search.controller import compile_model_space
     from automl.spec import load_yaml
@@ -41,7 +41,7 @@ def run(window: int, trials: int, in_flight: int, block: int, folder: Path, seed
     sampler = make_sampler("tpe", seed, space, tpe_window=window)
     name = f"window{window}-seed{seed}"
     study = optuna.create_study(direction="maximize", sampler=sampler, study_name=name,
-                                storage=JournalStorage(JournalFileBackend(str(folder / f"{name}.journal"))))
+                                storage=IndexedJournalStorage(JournalFileBackend(str(folder / f"{name}.journal"))))
     cpu_ms, running, told = [], [], []
     for _ in range(trials):
         started = time.thread_time()

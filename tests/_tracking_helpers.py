@@ -105,7 +105,7 @@ def play_search(tracker: Tracker, run_dir: Path, name: str, numbers=None, promot
         results.append(play_trial(tracker, run_dir, number, between_epochs))
         done = [r for r in results if r["state"] == "complete"]
         best = max(done, key=lambda r: r["value"]) if done else None
-        tracker.search_progress(results, {"number": best["number"], "value": best["value"]} if best else None)
+        tracker.search_progress({"number": best["number"], "value": best["value"]} if best else None)
         if between_trials is not None:
             between_trials(number)
     if promote:

@@ -165,6 +165,23 @@ def test_one_failure_streak_rule():
     assert FailureStreak(0).add(TrialRecord(0, "failed")) is None  # 0: never stop
 
 
+def test_one_best_so_far_rule_kept_as_trials_finish():
+    """Both backends' search_progress: the kept best equals a scan of every finished trial, also when the
+    best trial itself is announced again with a worse value (a promoted trial's final run)."""
+    from automl.plugins import Monitor
+    from automl.trials.outcome import BestSoFar, best_so_far
+    from automl.trials.records import TrialRecord
+
+    monitor, records = Monitor("acc", "max"), {}
+    kept = BestSoFar(monitor)
+    for number, state, value in [(0, "failed", None), (1, "complete", 0.5), (2, "pruned", 0.7), (3, "complete", 0.6),
+                                 (2, "complete", 0.4), (4, "failed", None), (5, "paused", 0.65)]:
+        records[number] = record = TrialRecord(number, state, value=value)
+        best = kept.after(record, records.values())
+        assert best == best_so_far(records.values(), monitor), number
+    assert best.number == 5 and BestSoFar(monitor).after(records[0], [records[0]]) is None
+
+
 def test_one_algorithm_registry():
     from automl.errors import AutomlError
 

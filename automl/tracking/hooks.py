@@ -24,8 +24,10 @@ class Tracker:
         """Trial ``number`` ended. ``state`` is complete, pruned, paused or failed; ``result`` carries
         reason, duration_s, gpu_seconds, best_epoch, best_checkpoint and spec (path)."""
 
-    def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
-        """Called after each finished trial with all trials so far (for best-so-far and plots)."""
+    def search_progress(self, best: dict[str, Any] | None) -> None:
+        """Called after each finished trial with the best trial so far (its record), None while no trial
+        has a value. (Not every trial so far: handing those over at every trial's end made a search of
+        n trials cost O(n²) in the controller; the trial folders hold them.)"""
 
     def promoted(self, best: dict[str, Any], best_dir: Path) -> None:
         """The best trial was promoted into ``best_dir`` (checkpoint, evaluation, ONNX, TensorRT)."""

@@ -12,7 +12,9 @@ The window is cut once per decision: TPE asks the study for its trials three tim
 group decomposition, the relative sample, the constant-liar sample), and each of those was a scan of
 the whole history in the storage plus a state filter over it (profile at 5,000 trials, 2026-12-02:
 ~60 % of an ask). The view keeps the window it cut for the trial being sampled until a trial hook
-says the study changed; each call then filters only the window.
+says the study changed; each call then filters only the window. The cut itself reads only the window
+from a storage that lends its trials by number (the controller's journal,
+:mod:`automl.backends.optuna.journal`); from any other storage it takes the tail of the full list.
 """
 
 from __future__ import annotations
@@ -44,12 +46,19 @@ class _StudyWindow:
         return copy.deepcopy(trials) if deepcopy else trials
 
 
+def _history(study: Any):
+    """The study's trials in number order: a storage's ``trials_by_number`` read where it has one (the
+    journal's, :mod:`automl.backends.optuna.journal`: no scan of the study), else the whole list."""
+    by_number = getattr(study._storage, "trials_by_number", None)
+    return by_number(study._study_id) if by_number else study._get_trials(deepcopy=False, use_cache=False)
+
+
 def _cut(study: Any, window: int, best: _Best) -> list:
     """The window of ``study``'s history: the latest ``window`` trials, plus the best complete ones and
     the running ones before them; the whole history when it is no longer than ``window``."""
-    trials = study._get_trials(deepcopy=False, use_cache=False)
+    trials = _history(study)
     if len(trials) <= window or study._is_multi_objective():
-        return trials
+        return trials[:]
     recent = trials[-window:]
     first_recent = recent[0].number
     wanted = {n for n in best.numbers(study) if n < first_recent}

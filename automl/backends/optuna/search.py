@@ -33,7 +33,7 @@ from automl.backends.base import SearchBackend
 from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.trials import rundir
 from automl.trials.algorithms import MULTI_FIDELITY, grid_configs, rungs_of
-from automl.trials.outcome import FailureStreak, best_so_far
+from automl.trials.outcome import BestSoFar, FailureStreak
 from automl.trials.rundir import CONFIG, JOB_FILE, PREVIOUS_RESULT, RESULT, SPEC
 from automl.trials.outcome import folder_record
 from automl.trials.worker import make_job
@@ -101,7 +101,7 @@ class _Search(Promotion, Recovery):
         self.queue: list[Job] = []  # reruns after a resume, pbt segments
         self.failures = FailureStreak(setup.max_consecutive_failures)
         self._used: int | None = None  # trials counted against the budget (cached; this process asks them all)
-        self._record_json: dict[int, dict] = {}
+        self._best = BestSoFar(setup.monitor)  # for the tracker's search_progress
         self._unwritten: dict[int, TrialRecord] = {}  # finished trials whose result.json is not written yet
         self._trials: dict[int, Any] = {}  # optuna.Trial handles of trials this process asked
         self.stop_reason: str | None = None
@@ -444,25 +444,6 @@ class _Search(Promotion, Recovery):
             "best_epoch": record.best_epoch, "best_checkpoint": record.best_checkpoint,
             "spec": str(Path(record.trial_dir or "") / SPEC)}, Path(record.trial_dir or self.setup.run_dir))
         self.progress.trial_finished(record)
-        for number, other in self.records.items():
-            if number not in self._record_json or number == record.number:
-                self._record_json[number] = other.to_json()
-        records = [self._record_json[n] for n in sorted(self._record_json)]
-        best = self._best_after(record)
-        self.tracker.search_progress(records, best.to_json() if best else None)
-
-    def _best_after(self, record: TrialRecord) -> TrialRecord | None:
-        """The best trial so far, now that ``record`` is announced. Only the announced trial's record
-        changes between two announcements, so the best is kept, not recomputed over every trial: that
-        scan, at every trial's end, took ~9 ms per trial at 1,500 trials (benchmarks/scale.py)."""
-        best = getattr(self, "_best", None)
-        if best is not None and best.number == record.number:  # the best itself changed: look again
-            best = best_so_far(self.records.values(), self.setup.monitor)
-        elif best is None:
-            best = best_so_far(self.records.values(), self.setup.monitor)
-        else:
-            best = best_so_far([best, record], self.setup.monitor)
-        self._best = best
-        return best
-
+        best = self._best.after(record, self.records.values())
+        self.tracker.search_progress(best.to_json() if best else None)
 

@@ -21,15 +21,17 @@ INITIALIZED_ATTR = "automl_initialized"
 
 def open_storage(setup: SearchSetup):
     """The study storage: a journal file in the run folder unless ``--storage`` names another."""
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import RDBStorage
     from optuna.storages.journal import JournalFileBackend
+
+    from automl.backends.optuna.journal import IndexedJournalStorage
 
     url = setup.storage
     if not url:
-        return JournalStorage(JournalFileBackend(str(setup.run_dir / "journal")))
+        return IndexedJournalStorage(JournalFileBackend(str(setup.run_dir / "journal")))
     if url.startswith("journal://") or url.endswith((".journal", ".log")):
         path = url.removeprefix("journal://")
-        return JournalStorage(JournalFileBackend(path))
+        return IndexedJournalStorage(JournalFileBackend(path))
     if url.startswith("sqlite:"):
         # RDBStorage looks for its tables, then creates the missing ones: two searches opening one
         # fresh database both create them ("table ... already exists"). A file lock beside the

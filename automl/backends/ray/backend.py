@@ -73,7 +73,7 @@ from automl.backends.base import SearchBackend
 from automl.errors import AutomlError
 from automl.trials.records import Progress, SearchSetup, TrialRecord, TrialState
 from automl.trials import rundir
-from automl.trials.outcome import FailureStreak
+from automl.trials.outcome import BestSoFar, FailureStreak
 from automl.backends.ray.cluster import STORAGE_DIR, address_is_remote, check_algorithm, check_storage, is_uri, local_addresses, storage_location, trial_resources
 from automl.backends.ray.driver import _LIVE, _TrialNumbers, _callback, _mark_interrupted, _settle_paused, _stopper, _trial_dirname
 from automl.backends.ray.search import OPTUNA_ALGORITHMS, RAY_DOMAIN_ALGORITHMS, build_search
@@ -191,7 +191,7 @@ class RayBackend(SearchBackend):
             "checkpoints_to_keep": setup.algorithm_settings["ray_checkpoints_to_keep"],
             "intervals": [], "max_running": 0,
             # finished trials (search_progress), kept as they finish rather than re-read from the folder
-            "records": {r.number: r for r in done_before}, "finished_json": {r.number: r.to_json() for r in done_before},
+            "records": {r.number: r for r in done_before}, "best": BestSoFar(setup.monitor),
         }
         progress.start(setup, done_before)
         job = {"space": setup.space, "numbers": actor, "run_dir": str(run_dir), "model": setup.model,

@@ -18,7 +18,7 @@ from ray.tune.experiment import Trial
 from automl.trials.records import SearchSetup, TrialRecord, TrialState
 from automl.plugins import Monitor
 from automl.trials import rundir
-from automl.trials.outcome import best_so_far, epoch_metrics, folder_record
+from automl.trials.outcome import epoch_metrics, folder_record
 from automl.backends.ray.cluster import is_uri
 from automl.backends.ray.trial import _params_of
 
@@ -218,22 +218,17 @@ class RunFolderCallback(tune.Callback):
             stop = live["failures"].add(record)
             if stop and not live["stop"]:
                 live["stop"] = stop
-        self._progress(record, result)
+        self._progress(record)
 
-    def _progress(self, record: TrialRecord, result: dict[str, Any]) -> None:
-        """The tracker's ``search_progress``: every finished trial's record and the best so far, kept
-        here as trials finish. (Re-reading every trial folder at every trial's end made a long search
+    def _progress(self, record: TrialRecord) -> None:
+        """The tracker's ``search_progress``: the best so far, from the finished trials' records kept here
+        as trials finish. (Re-reading every trial folder at every trial's end made a long search
         quadratic: benchmarks/scale_ray.py, 500 trials on 64 simulated GPUs.)"""
         live = self.live
-        records, finished = live.setdefault("records", {}), live.setdefault("finished_json", {})
-        records[record.number], finished[record.number] = record, result
-        best = live.get("best")
-        if best is None or best.number == record.number:  # the best itself changed: look again
-            best = best_so_far(records.values(), live["monitor"])
-        else:
-            best = best_so_far([best, record], live["monitor"])
-        live["best"] = best
-        live["tracker"].search_progress([finished[n] for n in sorted(finished)], best.to_json() if best else None)
+        records = live.setdefault("records", {})
+        records[record.number] = record
+        best = live["best"].after(record, records.values())
+        live["tracker"].search_progress(best.to_json() if best else None)
 
 
 def _mtime(path: Path) -> float:

@@ -173,7 +173,7 @@ class MlflowTracker(Tracker):
         self._request_plots()
 
     @_never_raises
-    def search_progress(self, trials: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
+    def search_progress(self, best: dict[str, Any] | None) -> None:
         if best is not None:
             self.best.controller_says(best)
         self._request_plots()
