@@ -61,9 +61,11 @@ def main(argv=None) -> int:
             done, done_config = running.pop(0)
             study.tell(done, model.value(done_config, 8, 9))
     profile.disable()
-    unprofiled = sorted(cpu_ms[:args.warmup])
-    print(f"ask + suggest thread CPU before profiling ({len(unprofiled)} asks): p50 {unprofiled[len(unprofiled) // 2]:.1f} ms, "
-          f"p99 {unprofiled[min(len(unprofiled) - 1, round(0.99 * (len(unprofiled) - 1)))]:.1f} ms", flush=True)
+    from scale import percentile  # benchmarks/scale.py, beside this script
+
+    unprofiled = cpu_ms[:args.warmup]
+    print(f"ask + suggest thread CPU before profiling ({len(unprofiled)} asks): p50 {percentile(unprofiled, 50):.1f} ms, "
+          f"p99 {percentile(unprofiled, 99):.1f} ms", flush=True)
     pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
     return 0
 

@@ -225,7 +225,7 @@ class RunFolderCallback(tune.Callback):
         as trials finish. (Re-reading every trial folder at every trial's end made a long search
         quadratic: benchmarks/scale_ray.py, 500 trials on 64 simulated GPUs.)"""
         live = self.live
-        records = live.setdefault("records", {})
+        records = live["records"]
         records[record.number] = record
         best = live["best"].after(record, records.values())
         live["tracker"].search_progress(best.to_json() if best else None)
